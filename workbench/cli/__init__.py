@@ -1,0 +1,55 @@
+"""`workbench`: headless commands over the core; with no command it opens the full-screen app.
+
+Each command group lives in its own module with a `register(subcommands)` function. Modules here must
+stay cheap to import: torch and transformers load inside the handlers that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..core.errors import WorkbenchError
+
+# Order = order in `workbench --help`.
+COMMAND_MODULES = [
+    "workspace_cmds",
+    "models_cmds",
+    "generate_cmds",
+    "sessions_cmds",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="workbench",
+        description="Fine-tune, chat with and evaluate causal language models. "
+        "With no command, opens the full-screen app.",
+    )
+    parser.add_argument("--home", help="workspace folder (default: $WORKBENCH_HOME, else the current folder)")
+    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__name__}.{name}").register(subcommands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        from ..tui.app import run_app
+
+        return run_app(args.home)
+    try:
+        return args.handler(args) or 0
+    except WorkbenchError as error:
+        print(f"workbench: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("workbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

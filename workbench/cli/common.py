@@ -1,0 +1,78 @@
+"""Helpers every command module shares: opening the workspace, printing JSON or text, settings flags."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, is_dataclass
+from typing import Any, Callable
+
+from ..core.context import Context, open_workspace
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print data as JSON on stdout")
+
+
+def add_home_flag(parser: argparse.ArgumentParser) -> None:
+    # Accepted after the command too (`workbench models list --home DIR`).
+    parser.add_argument("--home", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+def command(subcommands, name: str, handler: Callable, help: str, **kwargs) -> argparse.ArgumentParser:
+    parser = subcommands.add_parser(name, help=help, description=help, **kwargs)
+    add_home_flag(parser)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def context(args: argparse.Namespace, starter: bool = True) -> Context:
+    """The workspace, initialised on first use; what that created is said on stderr."""
+    ctx = open_workspace(getattr(args, "home", None), starter=starter)
+    for line in ctx.created:
+        info(line)
+    return ctx
+
+
+def info(message: str) -> None:
+    """Diagnostics go to stderr so that stdout stays data-only with --json."""
+    print(message, file=sys.stderr)
+
+
+def to_data(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, list):
+        return [to_data(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_data(v) for k, v in value.items()}
+    return value
+
+
+def emit(args: argparse.Namespace, data: Any, render: Callable[[Any], str] | None = None) -> None:
+    """Print `data` as JSON with --json, else as text (`render(data)`, or the JSON when none)."""
+    if getattr(args, "json", False) or render is None:
+        print(json.dumps(to_data(data), indent=2, ensure_ascii=False))
+    else:
+        text = render(data)
+        if text:
+            print(text)
+
+
+def table(rows: list[list[Any]], headers: list[str]) -> str:
+    """A plain aligned text table (rich is overkill for pipes and logs)."""
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def human_count(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
