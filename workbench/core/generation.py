@@ -1,0 +1,251 @@
+"""Generation settings, batch generation, token streaming and two-model dialogue.
+
+Tokenizer rules from the seeds: pad = EOS when the tokenizer has none, left padding for batches, the
+attention mask always passed, `skip_special_tokens=True` when decoding.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+
+from .errors import WorkbenchError
+from .models import LoadedModel
+
+
+@dataclass
+class GenerationSettings:
+    max_new_tokens: int = 64
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 50
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    num_return_sequences: int = 1
+    seed: int | None = None
+
+    def validate(self) -> "GenerationSettings":
+        checks = [
+            (self.max_new_tokens >= 1, f"max_new_tokens must be at least 1 (got {self.max_new_tokens})"),
+            (0 < self.top_p <= 1, f"top_p must be in (0, 1] (got {self.top_p})"),
+            (self.top_k >= 0, f"top_k must be 0 (off) or more (got {self.top_k})"),
+            (not self.do_sample or self.temperature > 0,
+             f"temperature must be above 0 when sampling (got {self.temperature})"),
+            (self.temperature >= 0, f"temperature must not be negative (got {self.temperature})"),
+            (self.repetition_penalty > 0,
+             f"repetition_penalty must be above 0 (got {self.repetition_penalty})"),
+            (self.num_return_sequences >= 1,
+             f"num_return_sequences must be at least 1 (got {self.num_return_sequences})"),
+            (self.do_sample or self.num_return_sequences == 1,
+             "num_return_sequences above 1 needs sampling (--sample)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise WorkbenchError(message)
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "GenerationSettings":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def generate_kwargs(self, tokenizer) -> dict:
+        kwargs = dict(
+            max_new_tokens=self.max_new_tokens, do_sample=self.do_sample,
+            repetition_penalty=self.repetition_penalty, num_return_sequences=self.num_return_sequences,
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        )
+        if self.do_sample:
+            kwargs.update(temperature=self.temperature, top_k=self.top_k or None, top_p=self.top_p)
+        return kwargs
+
+
+@dataclass
+class GenerationOutput:
+    prompt: str
+    text: str
+    new_tokens: int
+    token_ids: list[int] = field(default_factory=list, repr=False)
+    truncated_prompt: bool = False
+
+
+def prompt_budget(loaded: LoadedModel, settings: GenerationSettings) -> int:
+    """How many prompt tokens fit beside max_new_tokens in the model's context."""
+    budget = loaded.context_length - settings.max_new_tokens
+    if budget < 1:
+        raise WorkbenchError(
+            f"max_new_tokens ({settings.max_new_tokens}) must be below the context of "
+            f"'{loaded.name}' ({loaded.context_length} tokens)"
+        )
+    return budget
+
+
+def encode_prompt(loaded: LoadedModel, prompt: str, budget: int) -> tuple[list[int], bool]:
+    """Token ids of a prompt, cut from the left to `budget`; an empty prompt becomes the BOS token."""
+    tokenizer = loaded.tokenizer
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
+    if not ids:
+        ids = [tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id]
+    truncated = len(ids) > budget
+    return ids[-budget:], truncated
+
+
+def _seed(settings: GenerationSettings) -> None:
+    if settings.seed is not None:
+        import torch
+
+        torch.manual_seed(settings.seed)
+
+
+def _batch_tensors(loaded: LoadedModel, id_lists: list[list[int]]):
+    """Left-padded input ids and attention mask on the model's device."""
+    import torch
+
+    width = max(len(ids) for ids in id_lists)
+    pad = loaded.tokenizer.pad_token_id
+    input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in id_lists])
+    mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in id_lists])
+    return input_ids.to(loaded.device), mask.to(loaded.device)
+
+
+def generate(loaded: LoadedModel, prompts: list[str], settings: GenerationSettings,
+             warn: Callable[[str], None] | None = None) -> list[GenerationOutput]:
+    """Continue every prompt in one batched call. num_return_sequences outputs per prompt, in order."""
+    import torch
+
+    settings.validate()
+    if not prompts:
+        return []
+    budget = prompt_budget(loaded, settings)
+    encoded = [encode_prompt(loaded, p, budget) for p in prompts]
+    for prompt, (_, truncated) in zip(prompts, encoded):
+        if truncated and warn:
+            warn(f"prompt longer than the context: kept its last {budget} tokens ({prompt[:30]!r}...)")
+    input_ids, mask = _batch_tensors(loaded, [ids for ids, _ in encoded])
+    _seed(settings)
+    with torch.inference_mode():
+        output = loaded.model.generate(input_ids=input_ids, attention_mask=mask,
+                                       **settings.generate_kwargs(loaded.tokenizer))
+    new = output[:, input_ids.shape[1]:].tolist()
+    results = []
+    for index, ids in enumerate(new):
+        source = index // settings.num_return_sequences
+        ids = _strip_padding(ids, loaded.tokenizer.eos_token_id)
+        text = loaded.tokenizer.decode(ids, skip_special_tokens=True)
+        results.append(GenerationOutput(prompts[source], text, len(ids), ids, encoded[source][1]))
+    return results
+
+
+def _strip_padding(ids: list[int], eos: int) -> list[int]:
+    """Generated ids up to and including the first EOS (the rest is padding of a finished row)."""
+    if eos in ids:
+        return ids[: ids.index(eos) + 1]
+    return ids
+
+
+def stream(loaded: LoadedModel, prompt: str, settings: GenerationSettings,
+           stop: threading.Event | None = None, warn: Callable[[str], None] | None = None) -> Iterator[str]:
+    """Yield text pieces as tokens are generated; setting `stop` ends generation early."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+    settings = GenerationSettings.from_dict({**settings.to_dict(), "num_return_sequences": 1}).validate()
+    budget = prompt_budget(loaded, settings)
+    ids, truncated = encode_prompt(loaded, prompt, budget)
+    if truncated and warn:
+        warn(f"prompt longer than the context: kept its last {budget} tokens")
+    input_ids, mask = _batch_tensors(loaded, [ids])
+    streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
+
+    class _StopOnEvent(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return bool(stop is not None and stop.is_set())
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            _seed(settings)
+            with torch.inference_mode():
+                loaded.model.generate(
+                    input_ids=input_ids, attention_mask=mask, streamer=streamer,
+                    stopping_criteria=StoppingCriteriaList([_StopOnEvent()]),
+                    **settings.generate_kwargs(loaded.tokenizer),
+                )
+        except BaseException as error:  # noqa: BLE001 - re-raised in the consumer's thread
+            errors.append(error)
+            streamer.end()
+
+    worker = threading.Thread(target=run, daemon=True, name="workbench-generate")
+    worker.start()
+    for piece in streamer:
+        if piece:
+            yield piece
+    worker.join()
+    if errors:
+        raise WorkbenchError(f"generation failed: {errors[0]}")
+
+
+# ---------------------------------------------------------------- chat and dialogue
+
+
+def apply_template(template: dict | None, instruction: str) -> str:
+    """An instruction-tuned model's prompt: instruction SEP (BOS/EOS are added by the tokenizer layout)."""
+    if not template:
+        return instruction
+    return f"{template.get('prefix', '')}{instruction}{template.get('sep', '')}"
+
+
+def chat_prompt(turns: list[dict], user_text: str, template: dict | None) -> str:
+    """The prompt for the next reply: for instruction-tuned models the templated user message; for plain
+    language models the conversation so far as running text, which they continue."""
+    if template:
+        return apply_template(template, user_text)
+    texts = [t["text"] for t in turns] + [user_text]
+    return "\n\n".join(texts) + "\n\n"
+
+
+@dataclass
+class DialogueTurn:
+    speaker: str  # "A" | "B" | "opening"
+    model: str | None
+    text: str
+
+
+def dialogue_prompt(turns: list[DialogueTurn]) -> str:
+    return "\n\n".join(t.text for t in turns) + "\n\n"
+
+
+def clean_reply(text: str) -> str:
+    """A turn is the model's first paragraph: stop where it starts a new one, as a speaker would."""
+    text = text.strip()
+    return text.split("\n\n")[0].strip() or text
+
+
+def run_dialogue(models: tuple[LoadedModel, LoadedModel], opening: str, turns: int,
+                 settings: GenerationSettings, stop: threading.Event | None = None,
+                 warn: Callable[[str], None] | None = None) -> Iterator[DialogueTurn]:
+    """Two models take turns from an opening line; each sees the transcript so far (cut from the left
+    to fit its own context) and continues it in its own voice. Yields each turn as it is produced."""
+    if turns < 1:
+        raise WorkbenchError(f"--turns must be at least 1 (got {turns})")
+    if not opening.strip():
+        raise WorkbenchError("the opening line is empty")
+    settings = GenerationSettings.from_dict({**settings.to_dict(), "num_return_sequences": 1}).validate()
+    transcript = [DialogueTurn("opening", None, opening.strip())]
+    for index in range(turns):
+        if stop is not None and stop.is_set():
+            return
+        speaker = "AB"[index % 2]
+        loaded = models[index % 2]
+        turn_settings = settings
+        if settings.seed is not None:  # different but reproducible draws per turn
+            turn_settings = GenerationSettings.from_dict({**settings.to_dict(), "seed": settings.seed + index})
+        output = generate(loaded, [dialogue_prompt(transcript)], turn_settings, warn=None)[0]
+        turn = DialogueTurn(speaker, loaded.name, clean_reply(output.text) or "...")
+        transcript.append(turn)
+        yield turn
