@@ -86,6 +86,7 @@ class JobRecord:
     last_checkpoint: str | None = None
     error: str | None = None
     heartbeat_at: float | None = None  # unix time, for staleness checks
+    device: str | None = None  # device the job holds (cpu, cuda:0, ...): the queue's slot key
 
 
 @dataclass
@@ -212,7 +213,11 @@ def _m2_job_status_index(db: sqlite_utils.Database) -> None:
 
 
 # Ordered: migration i brings the schema from version i to i+1. Never edit a released one; append.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial, _m2_job_status_index]
+def _m3_job_device(db: sqlite_utils.Database) -> None:
+    db["jobs"].add_column("device", str)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial, _m2_job_status_index, _m3_job_device]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -425,13 +430,46 @@ class Registry:
 
     # ------------------------------------------------------------ metrics
 
-    def add_metrics(self, job_id: int, rows: list[dict]) -> None:
-        """Append a batch of metric rows in one short transaction."""
-        if not rows:
+    def add_metrics(self, job_id: int, rows: list[dict], job_step: int | None = None) -> None:
+        """Append a batch of metric rows in one short transaction (and the job's step, if given)."""
+        if not rows and job_step is None:
             return
         stamped = [{"job_id": int(job_id), "created_at": time.time(), **row} for row in rows]
         with self.transaction() as db:
-            db["metrics"].insert_all(stamped)
+            if stamped:
+                db["metrics"].insert_all(stamped)
+            if job_step is not None:
+                db.execute("UPDATE jobs SET step = ? WHERE id = ?", [int(job_step), int(job_id)])
+
+    def delete_metrics_after(self, job_id: int, step: int) -> int:
+        """Drop a job's metric rows past `step` (a resume replays them from its checkpoint)."""
+        with self.transaction() as db:
+            return db.execute("DELETE FROM metrics WHERE job_id = ? AND step > ?",
+                              [int(job_id), int(step)]).rowcount
+
+    def claim_job_slot(self, job_id: int, host: str, device: str, limit: int, alive_after: float,
+                       **changes: Any) -> str:
+        """The job queue: move a queued job to running when its device has a free slot.
+
+        Returns "claimed", "wait" (slots full, or an older live queued job goes first) or "gone" (the
+        job is no longer queued, e.g. cancelled). One BEGIN IMMEDIATE transaction, so two runners never
+        take the same slot."""
+        with self.transaction() as db:
+            row = db.execute("SELECT status FROM jobs WHERE id = ?", [int(job_id)]).fetchone()
+            if row is None or row[0] != "queued":
+                return "gone"
+            running = db.execute(
+                "SELECT COUNT(*) FROM jobs WHERE status = 'running' AND host = ? AND device = ?",
+                [host, device]).fetchone()[0]
+            ahead = db.execute(
+                "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND host = ? AND device = ? AND id < ?"
+                " AND heartbeat_at > ?", [host, device, int(job_id), alive_after]).fetchone()[0]
+            if running + ahead >= limit:
+                return "wait"
+            changes = {"status": "running", "host": host, "device": device, **changes}
+            sets = ", ".join(f"{key} = ?" for key in changes)
+            db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", [*changes.values(), int(job_id)])
+            return "claimed"
 
     def metrics(self, job_id: int, after_id: int = 0, split: str | None = None) -> list[MetricRecord]:
         """Metric rows of a job with id > after_id, oldest first: poll with the last id seen."""
