@@ -16,6 +16,7 @@ from ..core.errors import WorkbenchError
 COMMAND_MODULES = [
     "workspace_cmds",
     "models_cmds",
+    "data_cmds",
     "generate_cmds",
     "sessions_cmds",
 ]
