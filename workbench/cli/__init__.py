@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "data_cmds",
     "generate_cmds",
     "sessions_cmds",
+    "jobs_cmds",
 ]
 
 
