@@ -76,3 +76,36 @@ def human_count(n: int | None) -> str:
         if n >= size:
             return f"{n / size:.1f}{unit}"
     return str(n)
+
+
+def add_generation_flags(parser: argparse.ArgumentParser, max_new_tokens: int = 64) -> None:
+    """Every generation setting as a flag (see core.generation.GenerationSettings)."""
+    group = parser.add_argument_group("generation settings")
+    group.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+    group.add_argument("--sample", dest="do_sample", action="store_true", help="sample instead of greedy")
+    group.add_argument("--temperature", type=float, default=1.0)
+    group.add_argument("--top-k", type=int, default=50)
+    group.add_argument("--top-p", type=float, default=1.0)
+    group.add_argument("--repetition-penalty", type=float, default=1.0)
+    group.add_argument("--num-return-sequences", type=int, default=1)
+    group.add_argument("--seed", type=int, default=None)
+    group.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps")
+
+
+def generation_settings(args: argparse.Namespace):
+    from ..core.generation import GenerationSettings
+
+    return GenerationSettings(
+        max_new_tokens=args.max_new_tokens, do_sample=args.do_sample, temperature=args.temperature,
+        top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
+        num_return_sequences=args.num_return_sequences, seed=args.seed,
+    ).validate()
+
+
+def load(ctx: Context, name: str, device: str | None = None):
+    """A loaded model (checks the name before paying for torch)."""
+    from ..core.models import ModelCache
+
+    ctx.registry.get_model(name)
+    return ModelCache(max_models=2).get(ctx.registry, name, device=device)
+

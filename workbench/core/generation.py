@@ -151,7 +151,7 @@ def stream(loaded: LoadedModel, prompt: str, settings: GenerationSettings,
            stop: threading.Event | None = None, warn: Callable[[str], None] | None = None) -> Iterator[str]:
     """Yield text pieces as tokens are generated; setting `stop` ends generation early."""
     import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+    from transformers import StoppingCriteria, StoppingCriteriaList
 
     settings = GenerationSettings.from_dict({**settings.to_dict(), "num_return_sequences": 1}).validate()
     budget = prompt_budget(loaded, settings)
@@ -159,7 +159,7 @@ def stream(loaded: LoadedModel, prompt: str, settings: GenerationSettings,
     if truncated and warn:
         warn(f"prompt longer than the context: kept its last {budget} tokens")
     input_ids, mask = _batch_tensors(loaded, [ids])
-    streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
+    streamer = _TokenStreamer(loaded.tokenizer)
 
     class _StopOnEvent(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
@@ -188,6 +188,41 @@ def stream(loaded: LoadedModel, prompt: str, settings: GenerationSettings,
     worker.join()
     if errors:
         raise WorkbenchError(f"generation failed: {errors[0]}")
+
+
+class _TokenStreamer:
+    """Text as each token arrives (transformers' TextIteratorStreamer waits for whole words).
+
+    Decodes the growing id list and hands out the new suffix; holds back while the last token is an
+    incomplete UTF-8 sequence, so the pieces always join to the non-streamed decode."""
+
+    def __init__(self, tokenizer):
+        import queue
+
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.sent = 0
+        self.prompt_seen = False
+        self.queue: queue.Queue = queue.Queue()
+
+    def put(self, value) -> None:
+        if not self.prompt_seen:  # generate() first passes the prompt
+            self.prompt_seen = True
+            return
+        self.ids.extend(value.reshape(-1).tolist())
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if not text.endswith("\ufffd"):
+            self.queue.put(text[self.sent:])
+            self.sent = len(text)
+
+    def end(self) -> None:
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        self.queue.put(text[self.sent:])
+        self.queue.put(None)
+
+    def __iter__(self):
+        while (piece := self.queue.get()) is not None:
+            yield piece
 
 
 # ---------------------------------------------------------------- chat and dialogue

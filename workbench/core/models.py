@@ -92,6 +92,14 @@ def load_tokenizer(folder: str | Path):
         return _TOKENIZER_CACHE[key]
 
 
+def quiet_transformers() -> None:
+    """No download/load progress bars or advisory warnings from transformers on our users' terminals."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def _one_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
@@ -159,9 +167,14 @@ def count_parameters(folder: Path) -> int:
 
     total = 0
     for path in sorted(folder.glob("*.safetensors")):
-        with path.open("rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(length))
+        try:
+            with path.open("rb") as handle:
+                (length,) = struct.unpack("<Q", handle.read(8))
+                if length > path.stat().st_size - 8:
+                    raise ValueError("header length beyond the end of the file")
+                header = json.loads(handle.read(length))
+        except (struct.error, ValueError, UnicodeDecodeError) as error:
+            raise WorkbenchError(f"{path} is not a valid safetensors file ({error})") from None
         for key, info in header.items():
             if key == "__metadata__":
                 continue
@@ -212,6 +225,7 @@ def create_model(ws: Workspace, registry: Registry, name: str, arch: str = "gpt-
     import torch
     from transformers import AutoModelForCausalLM
 
+    quiet_transformers()
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     target = ws.model_dir(name)
@@ -288,6 +302,7 @@ def _check_loadable_folder(folder: Path) -> None:
         raise WorkbenchError(f"{folder} is not a folder")
     _read_config(folder)
     weights_file(folder)
+    count_parameters(folder)  # reads every safetensors header: a corrupt file fails here, before copying
     if (folder / "adapter_config.json").exists():
         raise WorkbenchError(f"{folder} is a PEFT adapter; register its base model and train adapters here")
     if not any((folder / n).exists() for n in ("tokenizer.json", "vocab.json", "tokenizer_config.json")):
@@ -304,7 +319,11 @@ def _add_local(ws: Workspace, registry: Registry, name: str, folder: Path, copy:
         for item in folder.iterdir():
             if item.is_file() and not item.name.startswith("."):
                 shutil.copy2(item, staging / item.name)
-    record = _register_folder(registry, name, target, source="imported")
+    try:
+        record = _register_folder(registry, name, target, source="imported")
+    except WorkbenchError:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
     return record, f"copied {folder} into {target}"
 
 
@@ -426,6 +445,7 @@ def load_model_folder(folder: str | Path, device: str | None = None, dtype: str 
 
     folder = Path(folder)
     weights_file(folder)
+    quiet_transformers()
     resolved_device = resolve_device(device)
     torch_dtype = resolve_dtype(resolved_device, dtype)
     base_folder = Path(adapter_base) if adapter_base else folder
