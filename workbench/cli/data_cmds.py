@@ -52,8 +52,17 @@ def cmd_add(args) -> int:
     kind = args.kind or ("instructions" if Path(args.file).suffix.lower() in INSTRUCTION_SUFFIXES else "text")
     ctx = context(args)
     record = add_dataset(ctx, args.name, args.file, kind=kind, seed=args.seed)
+    say_encoding(record)
     emit(args, record, lambda r: f"registered {describe(r)}")
     return 0
+
+
+def say_encoding(record) -> None:
+    from ..core.data import dataset_meta
+
+    encoding = dataset_meta(record).get("encoding")
+    if encoding not in (None, "utf-8", "utf-8-sig"):
+        info(f"read {record.source} as {encoding} (detected)")
 
 
 def cmd_get(args) -> int:
@@ -80,6 +89,8 @@ def cmd_list(args) -> int:
 def cmd_show(args) -> int:
     from dataclasses import asdict
 
+    from ..core.data import dataset_meta
+
     ctx = context(args, starter=False)
     record = ctx.registry.get_dataset(args.name)
     folder = Path(record.path)
@@ -91,7 +102,8 @@ def cmd_show(args) -> int:
         lines += [f"file {name}: {size:,} bytes" for name, size in d["files"].items()]
         return "\n".join(lines)
 
-    emit(args, {**asdict(record), "files": files}, render)
+    encoding = dataset_meta(record).get("encoding")
+    emit(args, {**asdict(record), "encoding": encoding, "files": files}, render)
     return 0
 
 

@@ -91,6 +91,12 @@ def dataset_record(ctx: Context, name_or_record: str | DatasetRecord) -> Dataset
     return ctx.registry.get_dataset(name_or_record)
 
 
+def dataset_meta(record: DatasetRecord) -> dict:
+    """The dataset's meta.json: its registry row as written, plus the encoding the source was read in."""
+    path = Path(record.path) / META_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
 def split_path(ctx: Context, record: str | DatasetRecord, split: str) -> Path:
     record = dataset_record(ctx, record)
     if split not in SPLITS:
@@ -232,7 +238,7 @@ def _add_from_bytes(ctx: Context, name: str, raw: bytes, kind: str, seed: int, s
     if kind not in KINDS:
         raise WorkbenchError(f"unknown dataset kind '{kind}': choose one of {', '.join(KINDS)}")
     _check_name_free(ctx, name)
-    text = decode_text(raw, source)
+    text, encoding = decode_text(raw, source)
     if kind == "text":
         prepared = _prepare_text(ctx, text, source)
     else:
@@ -242,7 +248,8 @@ def _add_from_bytes(ctx: Context, name: str, raw: bytes, kind: str, seed: int, s
                            **prepared.fields)
     with staged_folder(target) as staging:
         prepared.write(staging)
-        (staging / META_FILE).write_text(json.dumps(asdict(record), indent=2, ensure_ascii=False) + "\n")
+        meta = {**asdict(record), "encoding": encoding}
+        (staging / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
     try:
         return ctx.registry.add_dataset(record)
     except BaseException:
@@ -340,18 +347,21 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 MAX_CONTROL_SHARE = 0.001
 
 
-def decode_text(raw: bytes, source: str) -> str:
-    """Bytes to str: a Unicode BOM wins, then strict UTF-8, then a detected encoding; binary is refused."""
+def decode_text(raw: bytes, source: str) -> tuple[str, str]:
+    """Bytes to (text, encoding): a Unicode BOM wins, then strict UTF-8, then a detected encoding.
+
+    Binary data (NUL bytes outside UTF-16/32, many control characters) is refused."""
     for bom, encoding in _UNICODE_BOMS:
         if raw.startswith(bom):
-            return _checked_text(_decode_or_refuse(raw, encoding, source), source)
+            return _checked_text(_decode_or_refuse(raw, encoding, source), source), encoding
     if b"\x00" in raw:
         raise WorkbenchError(f"{source} looks binary (it contains NUL bytes); give a text file")
     try:
-        return _checked_text(raw.decode("utf-8"), source)
+        return _checked_text(raw.decode("utf-8"), source), "utf-8"
     except UnicodeDecodeError:
         pass
-    return _checked_text(_decode_detected(raw, source), source)
+    text, encoding = _decode_detected(raw, source)
+    return _checked_text(text, source), encoding
 
 
 def _decode_or_refuse(raw: bytes, encoding: str, source: str) -> str:
@@ -362,14 +372,23 @@ def _decode_or_refuse(raw: bytes, encoding: str, source: str) -> str:
                              f"{encoding} (byte {error.start})") from None
 
 
-def _decode_detected(raw: bytes, source: str) -> str:
+# Detection often takes Western European (Latin-1 / Windows-1252) text for a Central European code page
+# that decodes the same bytes to other letters; cp1252 wins when its decoding is about as clean.
+PREFERRED_LEGACY_ENCODING = "cp1252"
+PREFERENCE_CHAOS_MARGIN = 0.15
+
+
+def _decode_detected(raw: bytes, source: str) -> tuple[str, str]:
     from charset_normalizer import from_bytes
 
     best = from_bytes(raw).best()
     if best is None:
         raise WorkbenchError(f"{source} is neither UTF-8 nor text in an encoding that can be detected; "
                              "convert it to UTF-8")
-    return str(best)
+    western = from_bytes(raw, cp_isolation=[PREFERRED_LEGACY_ENCODING]).best()
+    if western is not None and western.chaos <= best.chaos + PREFERENCE_CHAOS_MARGIN:
+        best = western
+    return str(best), best.encoding
 
 
 def _checked_text(text: str, source: str) -> str:
@@ -481,7 +500,8 @@ def _load_json_line(line: str, source: str, number: int) -> Any:
 def _instruction_record(item: Any, where: str) -> dict:
     if not isinstance(item, dict):
         raise WorkbenchError(f"{where}: expected a JSON object")
-    response_key = "response" if "response" in item else "output"
+    alpaca = "response" not in item and ("output" in item or "input" in item)
+    response_key = "output" if alpaca else "response"
     for key in ("instruction", response_key):
         if not isinstance(item.get(key), str) or not item[key].strip():
             raise WorkbenchError(f"{where}: needs a non-empty string '{key}' (fields: instruction and "
