@@ -385,7 +385,7 @@ def resume_job(ctx, job_id: int) -> JobRecord:
 def register_job_model(ctx, job_id: int, name: str | None = None) -> ModelRecord:
     """Register the model saved in a job's last complete checkpoint (e.g. after a cancel).
     Default name: <out>-step<N>."""
-    from .training import register_result
+    from .training.checkpoints import register_result
     from .training.config import TrainConfig
 
     job = get_job(ctx, job_id)
