@@ -1,27 +1,148 @@
-"""The full-screen app (placeholder first screen; the full app is issue 6)."""
+"""The full-screen app: six modes (Models, Data, Train, Chat, Dialogue, Evaluate) over the core.
+
+Start-up stays cheap: the workspace opens without the starter model (that needs torch), screen modules
+are imported when their mode is first shown, and torch loads only when a model is used (in a worker).
+"""
 
 from __future__ import annotations
 
-from textual.app import App, ComposeResult
-from textual.widgets import Footer, Header, Static
+import importlib
+from collections.abc import Iterable
+from functools import partial
+from pathlib import Path
 
-from ..core.context import open_workspace
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.signal import Signal
+
+from ..core.context import Context, open_workspace
+from ..core.errors import WorkbenchError
+
+# mode name -> (key, title, "module:Class")
+MODES_SPEC: dict[str, tuple[str, str, str]] = {
+    "models": ("1", "Models", "models:ModelsScreen"),
+    "data": ("2", "Data", "data:DataScreen"),
+    "train": ("3", "Train", "train:TrainScreen"),
+    "chat": ("4", "Chat", "chat:ChatScreen"),
+    "dialogue": ("5", "Dialogue", "dialogue:DialogueScreen"),
+    "evaluate": ("6", "Evaluate", "evaluate:EvaluateScreen"),
+}
+
+
+def _screen_factory(target: str):
+    def make() -> Screen:
+        module_name, class_name = target.split(":")
+        module = importlib.import_module(f"{__package__}.screens.{module_name}")
+        return getattr(module, class_name)()
+
+    return make
+
+
+def one_line(error: BaseException) -> str:
+    """The message a user sees: a WorkbenchError's own line, else the type and first line."""
+    if isinstance(error, WorkbenchError):
+        return str(error)
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 class WorkbenchApp(App):
     TITLE = "Workbench"
+    CSS_PATH = "workbench.tcss"
+    MODES = {name: _screen_factory(target) for name, (_, _, target) in MODES_SPEC.items()}
+    BINDINGS = [
+        # 1-6 switch modes (when no text field has the focus); F1-F6 work from anywhere.
+        *[Binding(key, f"show_mode('{name}')", title, show=False)
+          for name, (key, title, _) in MODES_SPEC.items()],
+        *[Binding(f"f{key}", f"show_mode('{name}')", "Modes" if key == "1" else title,
+                  show=key == "1", key_display="F1-6" if key == "1" else None, priority=True)
+          for name, (key, title, _) in MODES_SPEC.items()],
+    ]
 
-    def __init__(self, home: str | None = None):
+    def __init__(self, home: str | Path | None = None, *, ctx: Context | None = None,
+                 start_mode: str = "models"):
         super().__init__()
-        self.ctx = open_workspace(home, starter=False)
+        self.ctx = ctx or open_workspace(home, starter=False)
+        self.start_mode = start_mode
+        self._model_cache = None
+        # Published (with what changed: "models", "datasets", ...) after a worker changes the registry.
+        self.registry_changed: Signal[str] = Signal(self, "registry-changed")
+        self.sub_title = str(self.ctx.ws.home)
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        names = ", ".join(m.name for m in self.ctx.registry.list_models()) or "none yet"
-        yield Static(f"Workspace {self.ctx.ws.home}\nModels: {names}")
-        yield Footer()
+    # ------------------------------------------------------------ shared services
+
+    @property
+    def model_cache(self):
+        """Loaded models shared by Chat, Dialogue and Evaluate (created on first use)."""
+        if self._model_cache is None:
+            from ..core.models import ModelCache
+
+            self._model_cache = ModelCache(max_models=3)
+        return self._model_cache
+
+    def report_error(self, error: BaseException | str, title: str | None = None) -> None:
+        """Errors become notifications with the same one-line message as the CLI."""
+        text = error if isinstance(error, str) else one_line(error)
+        if not isinstance(error, (str, WorkbenchError)):
+            self.log.error(repr(error))
+        self.notify(text, title=title or "", severity="error", timeout=8)
+
+    # ------------------------------------------------------------ start-up
+
+    def on_mount(self) -> None:
+        self.switch_mode(self.start_mode)
+        if not self.ctx.registry.list_models():
+            self._create_starter()
+
+    def _create_starter(self) -> None:
+        from .workers import starter_worker
+
+        self.run_worker(partial(starter_worker, self), thread=True, exclusive=True,
+                        group="starter", exit_on_error=False, name="starter model")
+
+    # ------------------------------------------------------------ modes
+
+    async def action_show_mode(self, mode: str) -> None:
+        await self.switch_mode(mode)
+
+    async def show(self, mode: str) -> Screen:
+        """Switch to `mode` and return its screen once it is mounted."""
+        await self.switch_mode(mode)
+        return self.screen
+
+    async def open_chat(self, model: str) -> None:
+        screen = await self.show("chat")
+        screen.use_model(model)
+
+    async def open_evaluate(self, model: str) -> None:
+        screen = await self.show("evaluate")
+        screen.use_model(model)
+
+    async def open_finetune(self, model: str) -> None:
+        screen = await self.show("train")
+        screen.use_base_model(model)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        for name, (key, title, _) in MODES_SPEC.items():
+            yield SystemCommand(f"{title} ({key})", f"Switch to the {title} screen",
+                                partial(self.run_action, f"show_mode('{name}')"))
+        # The current screen's own actions, by name.
+        for binding in getattr(screen, "BINDINGS", []):
+            if isinstance(binding, Binding) and binding.description:
+                yield SystemCommand(f"{binding.description} ({binding.key})",
+                                    getattr(binding, "tooltip", "") or f"{screen.__class__.__name__[:-6]} action",
+                                    partial(screen.run_action, binding.action))
+        yield from super().get_system_commands(screen)
 
 
 def run_app(home: str | None = None) -> int:
-    WorkbenchApp(home).run()
+    try:
+        app = WorkbenchApp(home)
+    except WorkbenchError as error:
+        import sys
+
+        print(f"workbench: error: {error}", file=sys.stderr)
+        return 1
+    app.run()
     return 0

@@ -1,0 +1,86 @@
+"""Generation settings panel: max new tokens, sampling, temperature, top-k, top-p, repetition penalty,
+seed, validated as you type (the same checks as GenerationSettings.validate)."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Input, Label, Switch
+
+from ...core.errors import WorkbenchError
+
+# field -> (label, kind); kind: int | float | seed
+FIELDS = {
+    "max_new_tokens": ("Max new tokens", "int"),
+    "temperature": ("Temperature", "float"),
+    "top_k": ("Top-k (0 = off)", "int"),
+    "top_p": ("Top-p", "float"),
+    "repetition_penalty": ("Repetition penalty", "float"),
+    "seed": ("Seed (blank = random)", "seed"),
+}
+
+
+class SettingsPanel(VerticalScroll):
+    """Holds a GenerationSettings; `settings()` returns it or raises WorkbenchError with one line."""
+
+    def __init__(self, defaults: dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        from ...core.generation import GenerationSettings
+
+        self._defaults = GenerationSettings.from_dict(defaults or {})
+        self.border_title = "Settings"
+
+    def compose(self) -> ComposeResult:
+        values = self._defaults.to_dict()
+        yield Label("Sampling")
+        yield Switch(value=values["do_sample"], id="set-do_sample")
+        for name, (label, _) in FIELDS.items():
+            yield Label(label)
+            value = values[name]
+            yield Input("" if value is None else str(value), id=f"set-{name}", compact=True)
+        yield Label("", id="settings-error", classes="error")
+
+    def settings(self):
+        from ...core.generation import GenerationSettings
+
+        data: dict = {"do_sample": self.query_one("#set-do_sample", Switch).value}
+        for name, (label, kind) in FIELDS.items():
+            raw = self.query_one(f"#set-{name}", Input).value.strip()
+            if kind == "seed" and not raw:
+                data[name] = None
+                continue
+            try:
+                data[name] = int(raw) if kind in ("int", "seed") else float(raw)
+            except ValueError:
+                raise WorkbenchError(f"{label.split(' (')[0].lower()}: '{raw}' is not a "
+                                     f"{'whole number' if kind != 'float' else 'number'}") from None
+        return GenerationSettings.from_dict(data).validate()
+
+    def load(self, values: dict) -> None:
+        from ...core.generation import GenerationSettings
+
+        settings = GenerationSettings.from_dict(values).to_dict()
+        self.query_one("#set-do_sample", Switch).value = bool(settings["do_sample"])
+        for name in FIELDS:
+            value = settings[name]
+            self.query_one(f"#set-{name}", Input).value = "" if value is None else str(value)
+
+    def check(self) -> bool:
+        error = self.query_one("#settings-error", Label)
+        try:
+            self.settings()
+        except WorkbenchError as problem:
+            error.update(str(problem))
+            self.add_class("-invalid")
+            return False
+        error.update("")
+        self.remove_class("-invalid")
+        return True
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.check()
+
+    def on_switch_changed(self, event: Switch.Changed) -> None:
+        event.stop()
+        self.check()
