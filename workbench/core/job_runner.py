@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .context import open_workspace
 from .errors import WorkbenchError
-from .jobs import (HEARTBEAT_S, JobFiles, MetricSink, checkpoint_step, hostname, latest_checkpoint,
+from .jobs import (HEARTBEAT_S, RUNNER_MODULE, JobFiles, MetricSink, checkpoint_step, hostname, latest_checkpoint,
                    read_spec, refresh_statuses, stale_after)
 from .registry import now_iso
 
@@ -127,7 +127,7 @@ def torchrun_command(args, launch: dict) -> list[str]:
         command += ["--node_rank", str(launch["node_rank"]),
                     "--master_addr", launch["master_addr"] or "127.0.0.1",
                     "--master_port", str(launch.get("master_port") or 29500)]
-    command += ["-m", __name__, "--home", args.home, "--job", str(args.job), "--worker"]
+    command += ["-m", RUNNER_MODULE, "--home", args.home, "--job", str(args.job), "--worker"]
     if args.resume:
         command.append("--resume")
     return command
@@ -142,7 +142,7 @@ def run_distributed(ctx, args, launch: dict, stop) -> dict:
     process = subprocess.Popen(torchrun_command(args, launch), env=env, stdin=subprocess.DEVNULL)
     process.wait()  # a cancel reaches the ranks through the STOP file our SIGTERM handler writes
     if process.returncode != 0:
-        raise RankFailed(process.returncode, rank_error(files.error))
+        raise RankFailed(process.returncode, rank_error(files.error, files.stdout))
     if not files.result.exists():
         raise RankFailed(process.returncode, "torchrun ended without a result from rank 0")
     return json.loads(files.result.read_text())
@@ -158,12 +158,16 @@ class RankFailed(Exception):
         self.returncode, self.detail = returncode, detail
 
 
-def rank_error(path: Path) -> str:
-    """The failing rank and its traceback, from torchrun's error file."""
+def rank_error(path: Path, stdout_log: Path) -> str:
+    """The failing rank and its traceback, from torchrun's error file (else the end of stdout.log)."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
-        return "a rank failed without an error file (see stdout.log)"
+        try:
+            tail = error_summary(stdout_log.read_text(errors="replace"))
+        except OSError:
+            tail = ""
+        return f"torchrun failed without an error file; end of stdout.log:\n{tail}"
     message = data.get("message", data)
     if isinstance(message, dict):
         text = message.get("message") or message.get("extraInfo", {}).get("py_callstack", "")
