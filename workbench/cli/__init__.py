@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "generate_cmds",
     "sessions_cmds",
     "jobs_cmds",
+    "eval_cmds",
 ]
 
 
