@@ -262,6 +262,14 @@ def test_alpaca_input_is_appended_to_the_instruction(ctx, tmp_path):
     assert record.tokens == expected
 
 
+def test_unusual_line_separators_inside_records_survive(ctx, tmp_path):
+    rows = [{"instruction": f"Q{i}\u2028next\x85line", "response": f"A{i}\r\nB"} for i in range(3)]
+    record = data.add_dataset(ctx, "seps", write(tmp_path, "s.jsonl", "".join(json.dumps(r) + "\n" for r in rows)),
+                              kind="instructions")
+    read = sorted((r for s in data.SPLITS for r in data.read_instructions(ctx, record, s)), key=lambda r: r["response"])
+    assert read == [{"instruction": f"Q{i}\u2028next\x85line", "response": f"A{i}\nB"} for i in range(3)]
+
+
 def test_a_json_array_of_alpaca_records_is_accepted(ctx, tmp_path):
     rows = [{"instruction": f"Q{i}", "input": "", "output": f"A{i}"} for i in range(5)]
     record = data.add_dataset(ctx, "array", write(tmp_path, "a.json", json.dumps(rows, indent=1)), kind="instructions")

@@ -50,6 +50,7 @@ BOOKS = {
 DOWNLOAD_TIMEOUT_S = 30
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 TOKENIZE_CHUNK_CHARS = 8_000
+TOKENIZE_BATCH_CHUNKS = 64  # chunks encoded per call: bounds the memory of the Encoding objects
 
 # ---------------------------------------------------------------- public API
 
@@ -116,7 +117,8 @@ def read_split_text(ctx: Context, name_or_record: str | DatasetRecord, split: st
 def read_instructions(ctx: Context, name_or_record: str | DatasetRecord, split: str) -> list[dict]:
     """Records of an instruction split, each {"instruction": str, "response": str}."""
     record = _expect_kind(ctx, name_or_record, "instructions")
-    lines = split_path(ctx, record, split).read_text(encoding="utf-8").splitlines()
+    # split("\n"), not splitlines(): records may hold U+2028 and kin, which JSON leaves unescaped.
+    lines = split_path(ctx, record, split).read_text(encoding="utf-8").split("\n")
     return [json.loads(line) for line in lines if line.strip()]
 
 
@@ -138,7 +140,7 @@ def split_token_array(ctx: Context, name_or_record: str | DatasetRecord, split: 
     cache = token_cache_path(record, split, tokenizer)
     if cache.is_file():
         return np.load(cache).astype(np.int64)
-    ids = np.asarray(tokenize_text(tokenizer, read_split_text(ctx, record, split)), dtype=np.uint32)
+    ids = token_array(tokenizer, read_split_text(ctx, record, split))
     _save_array_atomically(cache, ids)
     return ids.astype(np.int64)
 
@@ -173,12 +175,23 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
 
 
 def tokenize_text(tokenizer: Any, text: str) -> list[int]:
-    """Token ids of `text` without special tokens, encoded in chunks cut where BPE cannot merge across.
+    """Token ids of `text` without special tokens (see token_array)."""
+    return token_array(tokenizer, text).tolist()
 
-    A cut just before a newline that precedes a non-space character is a pre-token boundary for GPT-2's
-    byte-level BPE, so the ids equal those of encoding the whole text in one call."""
-    pieces = encode_many(tokenizer, chunk_at_line_starts(text, TOKENIZE_CHUNK_CHARS))
-    return [token for piece in pieces for token in piece]
+
+def token_array(tokenizer: Any, text: str):
+    """Token ids of `text` without special tokens as a uint32 array, encoded chunk by chunk.
+
+    Chunks are cut just before a newline that precedes a non-space character: a pre-token boundary for
+    GPT-2's byte-level BPE, so the ids equal those of encoding the whole text in one call, while memory
+    stays bounded and transformers' "longer than the maximum length" warning never applies."""
+    import numpy as np
+
+    chunks = chunk_at_line_starts(text, TOKENIZE_CHUNK_CHARS)
+    arrays = [np.asarray(ids, dtype=np.uint32)
+              for start in range(0, len(chunks), TOKENIZE_BATCH_CHUNKS)
+              for ids in encode_many(tokenizer, chunks[start:start + TOKENIZE_BATCH_CHUNKS])]
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.uint32)
 
 
 def encode_many(tokenizer: Any, texts: list[str]) -> list[list[int]]:
@@ -284,17 +297,15 @@ def _prepare_text(ctx: Context, text: str, source: str) -> PreparedDataset:
         raise WorkbenchError(f"{source} holds no text after cleaning")
     parts = split_text(cleaned)
     tokenizer = gpt2_tokenizer(ctx)
-    token_ids = {split: tokenize_text(tokenizer, part) for split, part in parts.items()}
+    token_ids = {split: token_array(tokenizer, part) for split, part in parts.items()}
     fields = {"chars": len(cleaned), "tokens": sum(len(ids) for ids in token_ids.values()),
               "sha256": _sha256(cleaned), "splits": {split: len(ids) for split, ids in token_ids.items()}}
 
     def write(folder: Path) -> None:
-        import numpy as np
-
+        fingerprint = tokenizer_fingerprint(tokenizer)
         for split, part in parts.items():
             (folder / f"{split}.txt").write_text(part, encoding="utf-8")
-            cache = folder / TOKENS_FOLDER / f"{split}.{tokenizer_fingerprint(tokenizer)}.npy"
-            _save_array_atomically(cache, np.asarray(token_ids[split], dtype=np.uint32))
+            _save_array_atomically(folder / TOKENS_FOLDER / f"{split}.{fingerprint}.npy", token_ids[split])
 
     return PreparedDataset(fields, write)
 
