@@ -107,7 +107,7 @@ class _Progress:
 def cmd_run(args) -> int:
     from ..core.errors import WorkbenchError
     from ..core.evaluation import gates as gate_mod
-    from ..core.evaluation.service import EvalRequest, evaluate
+    from ..core.evaluation.service import EvalRequest, evaluate, metric_names
     from ..core.generation import GenerationSettings
 
     thresholds = [gate_mod.parse_threshold(g) for g in args.fail_if]
@@ -127,6 +127,11 @@ def cmd_run(args) -> int:
         seed=args.seed if args.seed is not None else 0, style_prompts=args.style_prompts,
         style_tokens=args.style_tokens, device=args.device, fresh=args.fresh,
     ).validate()
+    known = metric_names(request.metrics)
+    for threshold in thresholds:
+        if threshold.metric not in known:
+            raise WorkbenchError(f"gate '{threshold}' names '{threshold.metric}', which --metrics "
+                                 f"{','.join(request.metrics)} does not report ({', '.join(known)})")
     models = list(dict.fromkeys(args.models))
     evaluated = models + ([args.baseline] if args.baseline and args.baseline not in models else [])
     ctx = context(args)

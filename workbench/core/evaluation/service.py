@@ -25,6 +25,13 @@ PPL_METRICS = ("perplexity", "bits_per_byte", "word_perplexity")
 ROUGE_METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
 
+def metric_names(tasks: list[str]) -> list[str]:
+    """The per-model metric names the requested tasks report (what gates may name)."""
+    names = {"ppl": list(PPL_METRICS), "bleu": ["bleu"], "rouge": list(ROUGE_METRICS),
+             "x-ratio": ["x_ratio"], "style": ["style_self_attribution"]}
+    return [name for task in parse_metrics(tasks) for name in names[task]]
+
+
 def parse_metrics(text: str | list[str]) -> list[str]:
     """'ppl,bleu' -> ['ppl', 'bleu'] (aliases accepted, order kept, duplicates dropped)."""
     items = text.split(",") if isinstance(text, str) else list(text)
