@@ -147,9 +147,16 @@ class TrainConfig:
             splits = dataset.splits or {}
             if not splits.get("train"):
                 raise WorkbenchError(f"dataset '{dataset.name}' has an empty train split")
-            if self.objective in ("causal", "kl-letter") and splits.get("train", 0) < self.seq + 1:
+            if self.objective in ("causal", "kl-letter") and splits.get("train", 0) < self.seq:
                 raise WorkbenchError(f"dataset '{dataset.name}' has {splits.get('train', 0)} training tokens, "
-                                     f"fewer than one block of --seq {self.seq} + 1")
+                                     f"fewer than one block of --seq {self.seq}")
+        if self.objective == "kl-letter":
+            from ..models import load_tokenizer
+            from .objectives import letter_token_ids
+
+            if not letter_token_ids(load_tokenizer(base.path), self.letter):
+                raise WorkbenchError(f"no token of {base.name}'s vocabulary contains the letter "
+                                     f"{self.letter!r}; pick another --letter")
         if self.device:
             from ..models import resolve_device
 
