@@ -1,21 +1,491 @@
-"""Placeholder (landing as the core piece arrives)."""
+"""3 Train: a form for a new job (validated as you type, with the equivalent `workbench train` command),
+the job list, and for the selected job a live loss chart, progress with ETA, tokens/s, learning rate and
+the tail of its log; cancel and resume.
+
+Jobs are detached processes started through core.jobs.launch_job (as `workbench train --detach`): they
+keep running when the app closes, and the app re-attaches to them (and to jobs started from the CLI)
+because everything it shows comes from the registry. A thread worker polls the registry once a second;
+the chart is redrawn only when new metric rows arrive."""
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
-from textual.widgets import Static
+import shlex
+from dataclasses import fields
+from pathlib import Path
 
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import (Button, DataTable, Input, Label, Log, ProgressBar, Select, Static,
+                             TabbedContent, TabPane)
+
+from ...core.errors import WorkbenchError
+from ..format import duration, number
+from ..widgets.loss_chart import LossChart
 from .base import WorkbenchScreen
+from .dialogs import ConfirmDialog
+
+POLL_S = 1.0
+REFRESH_STATUS_EVERY = 5  # polls between refresh_statuses calls (dead/stale job detection)
+LOG_TAIL_BYTES = 8192
+LOG_LINES = 200
+NO_DATASET = "(none)"
+
+# form field -> (label, kind, choices); kind: int | float | text | choice
+FORM: dict[str, tuple[str, str, tuple | None]] = {
+    "objective": ("Objective", "choice", ("causal", "instruct", "kl-letter")),
+    "method": ("Method", "choice", ("full", "lora", "freeze-attention")),
+    "steps": ("Steps", "int", None),
+    "batch": ("Batch", "int", None),
+    "seq": ("Sequence length", "int", None),
+    "lr": ("Learning rate", "float", None),
+    "warmup": ("Warm-up steps", "int", None),
+    "schedule": ("Schedule", "choice", ("cosine", "linear", "constant")),
+    "eval_every": ("Validate every", "int", None),
+    "save_every": ("Checkpoint every (0 = end)", "int", None),
+    "grad_accum": ("Gradient accumulation", "int", None),
+    "precision": ("Precision", "choice", ("auto", "fp32", "bf16")),
+    "seed": ("Seed", "int", None),
+    "letter": ("Letter (kl-letter)", "text", None),
+    "lora_r": ("LoRA rank", "int", None),
+    "lora_alpha": ("LoRA alpha", "float", None),
+}
+# CLI flag names where they differ from the field name with dashes.
+FLAGS = {"base_model": "--model", "dataset": "--data", "keep_checkpoints": "--keep"}
+
+
+def train_command(config) -> str:
+    """The `workbench train` command line that launches the same job (non-default settings only)."""
+    from ...core.training import TrainConfig
+
+    defaults = TrainConfig(base_model="", dataset=None, out="")
+    parts = ["workbench", "train", "--model", config.base_model]
+    if config.dataset:
+        parts += ["--data", config.dataset]
+    parts += ["--out", config.out]
+    for field in fields(config):
+        name = field.name
+        if name in ("base_model", "dataset", "out"):
+            continue
+        value, default = getattr(config, name), getattr(defaults, name)
+        if value == default:
+            continue
+        flag = FLAGS.get(name, "--" + name.replace("_", "-"))
+        if isinstance(value, bool):
+            parts.append(flag)
+        elif isinstance(value, list):
+            for item in value:
+                parts += [flag, str(item)]
+        else:
+            parts += [flag, str(value)]
+    parts.append("--detach")
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+class JobsPolled(Message):
+    """What the poll worker read: the job list, and new rows / log tail of the watched job."""
+
+    def __init__(self, jobs: list, job_id: int | None, rows: list, log_tail: str | None, generation: int,
+                 log_size: int = -1):
+        super().__init__()
+        self.log_size = log_size
+        self.jobs = jobs
+        self.job_id = job_id
+        self.rows = rows
+        self.log_tail = log_tail
+        self.generation = generation
 
 
 class TrainScreen(WorkbenchScreen):
     MODE = "train"
+    BINDINGS = [
+        Binding("n", "new_job", "New job"),
+        Binding("j", "show_jobs", "Jobs"),
+        Binding("ctrl+r", "start", "Start"),
+        Binding("c", "cancel", "Cancel"),
+        Binding("u", "resume", "Resume"),
+        Binding("l", "log_scale", "Log scale"),
+        Binding("escape", "show_jobs", "Jobs", show=False),
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self.watched: int | None = None  # job shown in the chart
+        self.after_id = 0  # last metric row id read for it
+        self.generation = 0  # bumps when the watched job changes: stale poll results are dropped
+        self.polls = 0
+        self.jobs: list = []
+        self.last_rows: dict[str, object] = {}
+        self.first_train: tuple[int, float] | None = None  # (step, time) of the first train row seen
+        self._out_edited = False
+        self._log_size = -1
+
+    # ------------------------------------------------------------ layout
 
     def compose_body(self) -> ComposeResult:
-        yield Static("Coming soon.")
+        with TabbedContent(id="train-tabs", initial="jobs-pane"):
+            with TabPane("Jobs (j)", id="jobs-pane"):
+                with Horizontal(id="jobs-body"):
+                    table = DataTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
+                    table.border_title = "Jobs"
+                    yield table
+                    with Vertical(id="job-view"):
+                        yield Label("No job selected: press n to start one.", id="job-title")
+                        chart = LossChart(id="loss-chart")
+                        chart.border_title = "Loss"
+                        yield chart
+                        with Horizontal(id="job-progress-row"):
+                            yield ProgressBar(total=100, show_eta=False, id="job-progress")
+                            yield Label("", id="job-stats")
+                        log = Log(id="job-log", max_lines=LOG_LINES)
+                        log.border_title = "Log"
+                        yield log
+            with TabPane("New job (n)", id="new-pane"):
+                with VerticalScroll(id="train-form"):
+                    with Grid(id="train-grid"):
+                        yield Label("Base model")
+                        yield Select([], id="t-base_model", compact=True, allow_blank=True,
+                                     prompt="pick a model")
+                        yield Label("Dataset")
+                        yield Select([(NO_DATASET, NO_DATASET)], id="t-dataset", compact=True, allow_blank=False)
+                        yield Label("Output model")
+                        yield Input("", id="t-out", compact=True, placeholder="name of the new model")
+                        from ...core.training import TrainConfig
 
-    def use_model(self, name: str) -> None:
-        pass
+                        defaults = TrainConfig(base_model="", dataset=None, out="")
+                        for name, (label, kind, choices) in FORM.items():
+                            yield Label(label)
+                            value = getattr(defaults, name)
+                            if kind == "choice":
+                                yield Select([(c, c) for c in choices], value=value, allow_blank=False,
+                                             id=f"t-{name}", compact=True)
+                            else:
+                                yield Input(str(value), id=f"t-{name}", compact=True)
+                    yield Label("", id="train-problem", classes="error")
+                    yield Static("", id="train-preview")
+                    yield Button("Start training (ctrl+r)", variant="primary", id="train-start")
+
+    def on_mount(self) -> None:
+        self.refresh_data()
+        self.poll()
+        self.set_interval(POLL_S, self.poll, name="jobs poll")
+        self.query_one("#jobs-table", DataTable).add_columns("ID", "Status", "Model", "Step")
+        self.query_one("#jobs-table", DataTable).focus()
+
+    # ------------------------------------------------------------ form
+
+    def refresh_data(self) -> None:
+        try:
+            base = self.query_one("#t-base_model", Select)
+            data = self.query_one("#t-dataset", Select)
+        except Exception:  # noqa: BLE001 - not composed yet
+            return
+        registry = self.ctx.registry
+        models = [m.name for m in registry.list_models() if not m.adapter]
+        current = base.value
+        base.set_options([(n, n) for n in models])
+        if current in models:
+            base.value = current
+        elif models:
+            base.value = models[0]
+        datasets = [d.name for d in registry.list_datasets()]
+        current = data.value
+        data.set_options([(NO_DATASET, NO_DATASET)] + [(n, n) for n in datasets])
+        data.value = current if current in datasets else (datasets[0] if datasets else NO_DATASET)
+        self.check_form()
 
     def use_base_model(self, name: str) -> None:
-        pass
+        """Called by "fine-tune from" on the Models screen."""
+        self.refresh_data()
+        self.query_one("#t-base_model", Select).value = name
+        self.action_new_job()
+
+    def form_config(self):
+        """The TrainConfig the form describes (WorkbenchError for values that are not numbers)."""
+        from ...core.training import TrainConfig
+
+        base = self.query_one("#t-base_model", Select).value
+        if base is Select.NULL:
+            raise WorkbenchError("pick a base model")
+        dataset = self.query_one("#t-dataset", Select).value
+        values: dict = {"base_model": str(base),
+                        "dataset": None if dataset in (NO_DATASET, Select.NULL) else str(dataset),
+                        "out": self.query_one("#t-out", Input).value.strip()}
+        for name, (label, kind, _) in FORM.items():
+            widget = self.query_one(f"#t-{name}")
+            raw = widget.value.strip() if isinstance(widget, Input) else widget.value
+            if kind == "int":
+                try:
+                    values[name] = int(raw)
+                except ValueError:
+                    raise WorkbenchError(f"{label.lower()}: '{raw}' is not a whole number") from None
+            elif kind == "float":
+                try:
+                    values[name] = float(raw)
+                except ValueError:
+                    raise WorkbenchError(f"{label.lower()}: '{raw}' is not a number") from None
+            else:
+                values[name] = raw
+        if not values["out"]:
+            raise WorkbenchError("name the output model")
+        return TrainConfig.from_dict(values)
+
+    def check_form(self):
+        """Validate as you type: the first problem, or the command preview. Returns the config or None."""
+        try:
+            problem = self.query_one("#train-problem", Label)
+            preview = self.query_one("#train-preview", Static)
+        except Exception:  # noqa: BLE001 - not composed yet
+            return None
+        self._suggest_out()
+        try:
+            config = self.form_config()
+            config.validate(self.ctx)
+        except WorkbenchError as error:
+            problem.update(str(error))
+            preview.update("")
+            return None
+        problem.update("")
+        preview.update(f"$ {train_command(config)}")
+        return config
+
+    def _suggest_out(self) -> None:
+        if self._out_edited:
+            return
+        base = self.query_one("#t-base_model", Select).value
+        if base is Select.NULL:
+            return
+        dataset = self.query_one("#t-dataset", Select).value
+        objective = self.query_one("#t-objective", Select).value
+        stem = f"{base}-{dataset if dataset not in (NO_DATASET, Select.NULL) else objective}"
+        name, n = stem, 2
+        taken = {m.name for m in self.ctx.registry.list_models()} | {j.out_model for j in self.jobs}
+        while name in taken:
+            name, n = f"{stem}-{n}", n + 1
+        out = self.query_one("#t-out", Input)
+        if out.value != name:
+            with out.prevent(Input.Changed):
+                out.value = name
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "t-out":
+            self._out_edited = bool(event.value)
+        if event.input.id and event.input.id.startswith("t-"):
+            self.check_form()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id and event.select.id.startswith("t-"):
+            self.check_form()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "train-start":
+            event.stop()
+            self.action_start()
+
+    def action_new_job(self) -> None:
+        self.query_one("#train-tabs", TabbedContent).active = "new-pane"
+        self.query_one("#t-base_model", Select).focus()
+
+    def action_show_jobs(self) -> None:
+        self.query_one("#train-tabs", TabbedContent).active = "jobs-pane"
+        self.query_one("#jobs-table", DataTable).focus()
+
+    def action_start(self) -> None:
+        try:
+            config = self.form_config()
+            config.validate(self.ctx)
+        except WorkbenchError as error:
+            self.action_new_job()
+            self.wb.report_error(error)
+            return
+        from ...core.jobs import launch_job
+
+        ctx = self.ctx
+        self.query_one("#train-start", Button).disabled = True
+        self.run_in_thread("launch", lambda: launch_job(ctx, config),
+                           lambda job: f"job {job.id} started: {job.base_model} -> {job.out_model}")
+
+    # ------------------------------------------------------------ jobs
+
+    def operation_ended(self, group: str, ok: bool, data=None) -> None:
+        if group == "launch":
+            self.query_one("#train-start", Button).disabled = False
+            if ok and data is not None:
+                self._out_edited = False
+                self.query_one("#t-out", Input).value = ""
+                self.watch_job(data.id)
+                self.action_show_jobs()
+                self.poll()
+        elif group == "job-control":
+            self.poll()
+
+    @property
+    def selected_job(self) -> int | None:
+        table = self.query_one("#jobs-table", DataTable)
+        if table.row_count == 0:
+            return None
+        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        return int(row_key.value)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "jobs-table" and event.row_key is not None:
+            job_id = int(event.row_key.value)
+            if job_id != self.watched:
+                self.watch_job(job_id)
+                self.poll()
+
+    def watch_job(self, job_id: int | None) -> None:
+        self.watched = job_id
+        self.after_id = 0
+        self.generation += 1
+        self.last_rows = {}
+        self.first_train = None
+        self._log_size = -1
+        self.query_one(LossChart).reset()
+        self.query_one("#job-log", Log).clear()
+        self.show_job()
+
+    def poll(self) -> None:
+        self.polls += 1
+        self._poll(self.watched, self.after_id, self.generation, self.polls % REFRESH_STATUS_EVERY == 1,
+                   self._log_size)
+
+    @work(thread=True, exclusive=True, group="jobs-poll", exit_on_error=False)
+    def _poll(self, job_id: int | None, after_id: int, generation: int, refresh: bool, log_size: int) -> None:
+        from ...core import jobs as core_jobs
+
+        try:
+            if refresh:
+                core_jobs.refresh_statuses(self.ctx)
+            registry = self.ctx.registry
+            jobs = registry.list_jobs()
+            rows, tail, size = [], None, -1
+            if job_id is not None:
+                rows = registry.metrics(job_id, after_id=after_id)
+                log_path = core_jobs.JobFiles(self.ctx, job_id).stdout
+                size = log_path.stat().st_size if log_path.exists() else 0
+                if size != log_size:
+                    tail = _read_tail(log_path)
+            self.post_message(JobsPolled(jobs, job_id, rows, tail, generation, size))
+        except Exception as error:  # noqa: BLE001 - a failed poll is reported, the next one retries
+            self.fail("jobs-poll", error)
+
+    def on_jobs_polled(self, message: JobsPolled) -> None:
+        self._update_table(message.jobs)
+        if message.generation != self.generation:
+            return
+        if self.watched is None and self.jobs:
+            self.watch_job(self.jobs[-1].id)  # the newest job, until the user picks one
+            return
+        if message.rows:
+            self.after_id = message.rows[-1].id
+            for row in message.rows:
+                self.last_rows[row.split] = row
+                if row.split == "train" and self.first_train is None and row.created_at:
+                    self.first_train = (row.step, row.created_at)
+            self.query_one(LossChart).add(message.rows)
+        if message.log_tail is not None:
+            log = self.query_one("#job-log", Log)
+            log.clear()
+            log.write_lines(message.log_tail.splitlines()[-LOG_LINES:])
+            self._log_size = message.log_size  # read again when it changes
+        self.show_job()
+
+    def _update_table(self, jobs: list) -> None:
+        table = self.query_one("#jobs-table", DataTable)
+        signature = [(j.id, j.status, j.step, j.total_steps) for j in jobs]
+        if signature == [(j.id, j.status, j.step, j.total_steps) for j in self.jobs] and table.row_count:
+            self.jobs = jobs
+            return
+        self.jobs = jobs
+        keep = self.watched
+        table.clear()
+        for job in reversed(jobs):  # newest first
+            table.add_row(str(job.id), job.status, job.out_model, f"{job.step}/{job.total_steps}",
+                          key=str(job.id))
+        ids = [j.id for j in reversed(jobs)]
+        if keep in ids:
+            with table.prevent(DataTable.RowHighlighted):
+                table.move_cursor(row=ids.index(keep))
+
+    def show_job(self) -> None:
+        title = self.query_one("#job-title", Label)
+        progress = self.query_one("#job-progress", ProgressBar)
+        stats = self.query_one("#job-stats", Label)
+        job = next((j for j in self.jobs if j.id == self.watched), None)
+        if job is None:
+            title.update("No job selected: press n to start one." if not self.jobs else "")
+            stats.update("")
+            return
+        data = f" on {job.dataset}" if job.dataset else ""
+        text = f"job {job.id}: {job.base_model} -> {job.out_model}{data}  [{job.status}]"
+        if job.error and job.status in ("failed", "interrupted", "cancelled"):
+            text += f"  {job.error}"
+        title.update(text)
+        progress.update(total=max(1, job.total_steps), progress=min(job.step, job.total_steps))
+        train, val = self.last_rows.get("train"), self.last_rows.get("val")
+        parts = [f"{job.step}/{job.total_steps}"]
+        if job.status == "running" and train is not None and self.first_train and train.created_at:
+            step0, t0 = self.first_train
+            if train.step > step0 and train.created_at > t0:
+                rate = (train.step - step0) / (train.created_at - t0)
+                parts.append(f"ETA {duration((job.total_steps - job.step) / rate)}")
+        if train is not None:
+            if train.tokens_per_s:
+                parts.append(f"{train.tokens_per_s:,.0f} tok/s")
+            if train.lr is not None:
+                parts.append(f"lr {train.lr:.2e}")
+            parts.append(f"train {number(train.loss)}")
+        if val is not None:
+            parts.append(f"val {number(val.loss)}")
+        stats.update(" · ".join(parts))
+
+    def action_log_scale(self) -> None:
+        chart = self.query_one(LossChart)
+        chart.toggle_log_scale()
+        self.notify(f"loss axis: {'log' if chart.log_scale else 'linear'} scale", timeout=2)
+
+    def action_cancel(self) -> None:
+        job_id = self.watched
+        job = next((j for j in self.jobs if j.id == job_id), None)
+        if job is None or job.status not in ("queued", "running"):
+            self.wb.report_error("select a queued or running job to cancel")
+            return
+
+        def done(answer) -> None:
+            if answer is None:
+                return
+            from ...core.jobs import cancel_job
+
+            ctx = self.ctx
+            self.run_in_thread("job-control", lambda: cancel_job(ctx, job_id),
+                               f"cancelling job {job_id}: it saves a checkpoint, then stops")
+
+        self.app.push_screen(ConfirmDialog(f"Cancel job {job_id} ({job.out_model})? It saves a checkpoint "
+                                           "first and can be resumed later."), done)
+
+    def action_resume(self) -> None:
+        job_id = self.watched
+        if job_id is None:
+            self.wb.report_error("select a job to resume")
+            return
+        from ...core.jobs import resume_job
+
+        ctx = self.ctx
+        self.watch_job(job_id)
+        self.run_in_thread("job-control", lambda: resume_job(ctx, job_id), f"job {job_id} resumed")
+
+
+def _read_tail(path: Path) -> str:
+    with path.open("rb") as handle:
+        handle.seek(0, 2)
+        size = handle.tell()
+        handle.seek(max(0, size - LOG_TAIL_BYTES))
+        data = handle.read()
+    text = data.decode("utf-8", errors="replace")
+    if size > LOG_TAIL_BYTES:
+        text = text.split("\n", 1)[-1]
+    # progress bars rewrite one line with carriage returns: keep the last state of each line
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.splitlines())
