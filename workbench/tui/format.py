@@ -20,6 +20,8 @@ def when(iso: str | None) -> str:
 def number(value: float | None, digits: int = 4) -> str:
     if value is None:
         return "-"
+    if abs(value) >= 10 ** digits:
+        return f"{value:,.0f}"
     return f"{value:.{digits}g}"
 
 
