@@ -52,6 +52,12 @@ def test_slot_claim_is_fifo_and_respects_the_limit(bare):
     registry.update_job(second.id, status="completed")
     assert registry.claim_job_slot(young.id, "h", "cpu", 1, now - 30) == "claimed"
     assert registry.get_job(stale.id).status == "queued"
+    # An older live job that has not resolved its device yet may be for this device: it goes first.
+    registry.update_job(young.id, status="completed")
+    undecided = _job(registry, "f", heartbeat_at=now, host="h")
+    last = _job(registry, "g", heartbeat_at=now, host="h", device="cpu")
+    assert registry.claim_job_slot(last.id, "h", "cpu", 1, now - 30) == "wait"
+    assert registry.claim_job_slot(undecided.id, "h", "cpu", 1, now - 30) == "claimed"
 
 
 def test_refresh_marks_dead_and_stale_jobs_interrupted(bare):

@@ -461,9 +461,11 @@ class Registry:
             running = db.execute(
                 "SELECT COUNT(*) FROM jobs WHERE status = 'running' AND host = ? AND device = ?",
                 [host, device]).fetchone()[0]
+            # Older live queued jobs go first, including those still resolving their device.
             ahead = db.execute(
-                "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND host = ? AND device = ? AND id < ?"
-                " AND heartbeat_at > ?", [host, device, int(job_id), alive_after]).fetchone()[0]
+                "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND host = ? AND id < ?"
+                " AND (device = ? OR device IS NULL) AND heartbeat_at > ?",
+                [host, int(job_id), device, alive_after]).fetchone()[0]
             if running + ahead >= limit:
                 return "wait"
             changes = {"status": "running", "host": host, "device": device, **changes}
