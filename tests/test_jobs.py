@@ -130,6 +130,40 @@ def test_detach_follow_until_completion_with_a_queued_second_job(jobctx):
     assert later.started_at >= job.ended_at  # it started only once the slot was free
 
 
+def workbench(home, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "workbench.cli", "--home", str(home), *args],
+                            capture_output=True, text=True, timeout=TIMEOUT)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_cli_train_detach_then_logs_follow_until_completion(jobctx):
+    home = jobctx.ws.home
+    started = json.loads(workbench(home, "train", "--model", "mini", "--data", "lines", "--out", "mini-cli",
+                                   "--steps", "6", "--batch", "4", "--seq", "32", "--eval-every", "3",
+                                   "--precision", "fp32", "--device", "cpu", "--detach", "--json").stdout)
+    job_id = started["id"]
+    assert started["status"] in ("queued", "running") and started["pid"]
+    follow = workbench(home, "jobs", "logs", str(job_id), "--follow", "--json")
+    rows = [json.loads(line) for line in follow.stdout.splitlines()]  # JSON lines, data only
+    assert [r["step"] for r in rows if r["split"] == "train"] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in rows if r["split"] == "val"] == [3, 6]
+    assert "completed" in follow.stderr
+    shown = json.loads(workbench(home, "jobs", "show", str(job_id), "--json").stdout)
+    assert shown["status"] == "completed" and shown["model"] == "mini-cli" and shown["step"] == 6
+    assert shown["last_losses"]["val"]["step"] == 6
+    listed = json.loads(workbench(home, "jobs", "list", "--json").stdout)
+    assert [(j["id"], j["status"]) for j in listed] == [(job_id, "completed")]
+    assert json.loads(workbench(home, "jobs", "wait", str(job_id), "--json").stdout)["status"] == "completed"
+    again = workbench(home, "jobs", "resume", str(job_id), check=False)
+    assert again.returncode == 1 and "completed" in again.stderr and "Traceback" not in again.stderr
+    cancel = workbench(home, "jobs", "cancel", str(job_id), check=False)
+    assert cancel.returncode == 1 and "nothing to cancel" in cancel.stderr
+    bad = workbench(home, "train", "--model", "mini", "--data", "lines", "--out", "x", "--nproc", "2", check=False)
+    assert bad.returncode == 1 and "--detach" in bad.stderr
+
+
 # ---------------------------------------------------------------- cancel
 
 

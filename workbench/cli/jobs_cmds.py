@@ -188,3 +188,47 @@ def cmd_register(args) -> int:
     record = register_job_model(ctx, args.job_id, name=args.name)
     emit(args, record, lambda r: f"registered '{r.name}' from job {args.job_id} ({r.params:,} parameters)")
     return 0
+
+
+# ---------------------------------------------------------------- `workbench train --detach`
+
+
+def add_detach_flags(parser) -> None:
+    """The background-job flags of `workbench train` (see train_cmds)."""
+    group = parser.add_argument_group("background job (--detach)")
+    group.add_argument("--detach", action="store_true",
+                       help="run as a background job that outlives this terminal; prints its id and returns")
+    group.add_argument("--nproc", type=int, default=1, help="processes (ranks) under torchrun; the batch is split")
+    group.add_argument("--nnodes", type=int, default=1, help="machines taking part (torchrun)")
+    group.add_argument("--node-rank", type=int, default=0, help="this machine's rank among --nnodes")
+    group.add_argument("--master-addr", default=None, help="address of node 0 (with --nnodes > 1)")
+    group.add_argument("--master-port", type=int, default=None, help="port on node 0 (default 29500)")
+    group.add_argument("--max-concurrent", type=int, default=None,
+                       help="jobs that may run at once on this device (default $WORKBENCH_MAX_JOBS or 1); "
+                            "more wait queued")
+
+
+def cmd_train_detached(args) -> int:
+    from ..core.errors import WorkbenchError
+    from ..core.jobs import launch_job
+    from .train_cmds import config_from_args
+
+    if getattr(args, "resume", False):
+        raise WorkbenchError("--resume does not combine with --detach; resume a job with `workbench jobs resume ID`")
+    config = config_from_args(args)
+    ctx = context(args)
+    job = launch_job(ctx, config, nproc=args.nproc, nnodes=args.nnodes, node_rank=args.node_rank,
+                     master_addr=args.master_addr, master_port=args.master_port,
+                     max_concurrent=args.max_concurrent)
+    emit(args, job, lambda j: f"started job {j.id} (pid {j.pid}) training '{j.out_model}'; "
+                              f"follow it with `workbench jobs logs {j.id} -f`")
+    return 0
+
+
+def check_not_detached(args) -> None:
+    """Multi-process flags only make sense for background jobs."""
+    from ..core.errors import WorkbenchError
+
+    if args.nproc != 1 or args.nnodes != 1 or args.master_addr or args.max_concurrent:
+        raise WorkbenchError("--nproc, --nnodes, --master-addr and --max-concurrent need --detach "
+                             "(multi-process and queued runs are background jobs)")
