@@ -121,6 +121,7 @@ class TrainScreen(WorkbenchScreen):
         self.first_train: tuple[int, float] | None = None  # (step, time) of the first train row seen
         self._out_edited = False
         self._log_size = -1
+        self._poll_error: str | None = None
 
     # ------------------------------------------------------------ layout
 
@@ -309,6 +310,13 @@ class TrainScreen(WorkbenchScreen):
 
     # ------------------------------------------------------------ jobs
 
+    def on_operation_failed(self, message) -> None:
+        if message.group == "jobs-poll":  # said once, not every second
+            message.prevent_default()
+            if message.text != self._poll_error:
+                self._poll_error = message.text
+                self.wb.report_error(message.text)
+
     def operation_ended(self, group: str, ok: bool, data=None) -> None:
         if group == "launch":
             self.query_one("#train-start", Button).disabled = False
@@ -365,8 +373,11 @@ class TrainScreen(WorkbenchScreen):
             if job_id is not None:
                 rows = registry.metrics(job_id, after_id=after_id)
                 log_path = core_jobs.JobFiles(self.ctx, job_id).stdout
-                size = log_path.stat().st_size if log_path.exists() else 0
-                if size != log_size:
+                try:
+                    size = log_path.stat().st_size
+                except FileNotFoundError:
+                    size = 0
+                if size != log_size and size > 0:
                     tail = _read_tail(log_path)
             self.post_message(JobsPolled(jobs, job_id, rows, tail, generation, size))
         except Exception as error:  # noqa: BLE001 - a failed poll is reported, the next one retries
@@ -378,6 +389,7 @@ class TrainScreen(WorkbenchScreen):
             return
         if self.watched is None and self.jobs:
             self.watch_job(self.jobs[-1].id)  # the newest job, until the user picks one
+            self.poll()
             return
         if message.rows:
             self.after_id = message.rows[-1].id
