@@ -257,6 +257,23 @@ def test_sigkill_during_a_checkpoint_write_then_resume_matches_an_uninterrupted_
     assert "resuming from" in stdout_of(ctx, job.id)
 
 
+def test_a_second_cancel_kills_a_job_that_does_not_stop(jobctx, monkeypatch, tmp_path):
+    ctx = jobctx
+    marker = tmp_path / "paused-in-checkpoint"
+    inject(monkeypatch, tmp_path, PAUSE_IN_CHECKPOINT)  # the job hangs inside its step-4 checkpoint
+    monkeypatch.setenv("WB_PAUSE_AT", "4")
+    monkeypatch.setenv("WB_PAUSE_MARKER", str(marker))
+    job = launch_job(ctx, make_config("mini-stuck"))
+    until(marker.exists, what="the job to hang in a checkpoint write")
+    pid = ctx.registry.get_job(job.id).pid
+    assert cancel_job(ctx, job.id).status == "running"  # SIGTERM: noted, but the job is stuck
+    until(lambda: "checkpointing and stopping" in stdout_of(ctx, job.id), what="the job to note the SIGTERM")
+    assert pid_alive(pid) and ctx.registry.get_job(job.id).status == "running"
+    killed = cancel_job(ctx, job.id)  # the second cancel kills the process group
+    assert killed.status == "cancelled" and "SIGKILL" in killed.error
+    assert not pid_alive(pid) and killed.last_checkpoint is None  # step 4 never completed
+
+
 # ---------------------------------------------------------------- SIGHUP
 
 

@@ -140,9 +140,14 @@ def run_distributed(ctx, args, launch: dict, stop) -> dict:
     files.result.unlink(missing_ok=True)
     env = dict(os.environ, TORCHELASTIC_ERROR_FILE=str(files.error), PYTHONUNBUFFERED="1")
     process = subprocess.Popen(torchrun_command(args, launch), env=env, stdin=subprocess.DEVNULL)
-    process.wait()  # a cancel reaches the ranks through the STOP file our SIGTERM handler writes
+    process.wait()  # a cancel reaches the ranks through the STOP file our SIGTERM handler writes;
+    # the loop all-reduces should_stop, so every rank stops at the same step.
     if process.returncode != 0:
         raise RankFailed(process.returncode, rank_error(files.error, files.stdout))
+    if launch.get("node_rank", 0) != 0:
+        # Global rank 0 (on node 0) reports, saves and registers; this node's part simply ended well.
+        return {"model": None, "steps_done": None, "final_train_loss": None, "final_val_loss": None,
+                "stopped": stop.is_set(), "last_checkpoint": None}
     if not files.result.exists():
         raise RankFailed(process.returncode, "torchrun ended without a result from rank 0")
     return json.loads(files.result.read_text())

@@ -160,9 +160,14 @@ def _spawn(ctx, job_id: int, resume: bool) -> None:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    with open(files.stdout, "ab") as out, open(os.devnull, "rb") as devnull:
-        process = subprocess.Popen(command, stdin=devnull, stdout=out, stderr=subprocess.STDOUT,
-                                   cwd=files.dir, env=env, start_new_session=True, close_fds=True)
+    try:
+        with open(files.stdout, "ab") as out, open(os.devnull, "rb") as devnull:
+            process = subprocess.Popen(command, stdin=devnull, stdout=out, stderr=subprocess.STDOUT,
+                                       cwd=files.dir, env=env, start_new_session=True, close_fds=True)
+    except OSError as error:
+        ctx.registry.set_job_status_if(job_id, ["queued"], status="failed", ended_at=_now(),
+                                       error=f"could not start the job process: {error}")
+        raise WorkbenchError(f"could not start job {job_id}: {error}") from None
     # Reap it when it ends, so a long-lived launcher (the app, a test) keeps no zombie that would
     # still answer os.kill(pid, 0).
     threading.Thread(target=process.wait, name=f"reap-job-{job_id}", daemon=True).start()
