@@ -344,6 +344,14 @@ async def test_train_form_validates_as_you_type_and_previews_the_command(home, t
         await pilot.pause()
         assert visible_text(problem) == ""
         assert "--steps 20 --seq 64 --detach" in visible_text(preview)
+        # the preview is a command the real CLI accepts, with the same settings
+        import shlex
+
+        from workbench.cli import build_parser
+
+        args = build_parser().parse_args(shlex.split(visible_text(preview)[2:])[1:])
+        assert (args.base_model, args.dataset, args.out, args.steps, args.seq, args.detach) == (
+            "tiny-neo", "tiny", "tiny-neo-tiny", 20, 64, True)
         screen.query_one("#t-out", Input).value = "tiny-neo"
         await pilot.pause()
         assert "--out must differ from --model" in visible_text(problem)

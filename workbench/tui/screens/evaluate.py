@@ -82,7 +82,7 @@ class EvaluateScreen(WorkbenchScreen):
                 yield Button("Run (ctrl+r)", variant="primary", id="eval-run")
             with Vertical(id="eval-results"):
                 yield Label("Pick models, metrics and data, then ctrl+r.", id="eval-stage", classes="status")
-                yield ProgressBar(total=None, show_eta=False, id="eval-progress")
+                yield ProgressBar(total=1, show_eta=False, id="eval-progress")
                 with TabbedContent(id="eval-tabs"):
                     with TabPane("Results", id="results-pane"):
                         yield DataTable(id="eval-table", cursor_type="row", zebra_stripes=True)

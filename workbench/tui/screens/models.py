@@ -65,7 +65,7 @@ class ModelsScreen(WorkbenchScreen):
 
     def on_mount(self) -> None:
         table = self.query_one("#models-table", DataTable)
-        table.add_columns("Name", "Arch", "Params", "Source", "Parent", "Created", "PPL")
+        table.add_columns("Name", "Params", "Parent", "PPL", "Arch", "Source", "Created")
         self.refresh_data()
         table.focus()
 
@@ -91,8 +91,8 @@ class ModelsScreen(WorkbenchScreen):
         for record in models:
             ppl = latest_perplexity(registry.evaluations(model=record.name))
             arch = record.arch + ("+lora" if record.adapter else "")
-            table.add_row(record.name, arch, human_count(record.params), record.source,
-                          record.parent or "-", when(record.created_at), number(ppl), key=record.name)
+            table.add_row(record.name, human_count(record.params), record.parent or "-", number(ppl), arch,
+                          record.source, when(record.created_at), key=record.name)
         names = [m.name for m in models]
         if keep in names:
             table.move_cursor(row=names.index(keep))
@@ -142,9 +142,9 @@ class ModelsScreen(WorkbenchScreen):
         parts: list = [head, lines]
         evaluations = registry.evaluations(model=record.name)
         if evaluations:
-            table = Table("metric", "on", "value", "when", box=None, padding=(0, 1), header_style="bold")
+            table = Table("metric", "on", "value", box=None, padding=(0, 1), header_style="bold")
             for e in evaluations[-12:]:
-                table.add_row(e.metric, e.target or "-", number(e.value), when(e.created_at))
+                table.add_row(e.metric, e.target or "-", number(e.value))
             parts += [Text("\nEvaluations", style="bold"), table]
         else:
             parts.append(Text("\nNo evaluations yet (press e).", style="dim"))

@@ -50,7 +50,7 @@ FORM: dict[str, tuple[str, str, tuple | None]] = {
     "seed": ("Seed", "int", None),
     "letter": ("Letter (kl-letter)", "text", None),
     "lora_r": ("LoRA rank", "int", None),
-    "lora_alpha": ("LoRA alpha", "float", None),
+    "lora_alpha": ("LoRA alpha", "int", None),
 }
 # CLI flag names where they differ from the field name with dashes.
 FLAGS = {"base_model": "--model", "dataset": "--data", "keep_checkpoints": "--keep"}
