@@ -144,6 +144,8 @@ def launch_job(ctx, config, nproc: int = 1, nnodes: int = 1, node_rank: int = 0,
     job = ctx.registry.create_job(config.base_model, config.out, config.dataset, config.to_dict(),
                                   config.steps)
     files = JobFiles(ctx, job.id)
+    if files.dir.exists() and any(files.dir.iterdir()):  # left by an earlier registry of this workspace
+        files.dir.rename(files.dir.with_name(f"{job.id}.old-{int(time.time())}"))
     files.dir.mkdir(parents=True, exist_ok=True)
     spec = {"job_id": job.id, "home": str(ctx.ws.home), "config": config.to_dict(), "launch": launch}
     files.spec.write_text(json.dumps(spec, indent=2) + "\n")
@@ -265,11 +267,9 @@ def job_details(ctx, job_id: int) -> dict:
     spec = json.loads(files.spec.read_text()) if files.spec.exists() else {}
     last = {}
     for split in ("train", "val"):
-        rows = ctx.registry.db.execute(
-            "SELECT step, loss FROM metrics WHERE job_id = ? AND split = ? ORDER BY id DESC LIMIT 1",
-            [int(job_id), split]).fetchone()
-        if rows:
-            last[split] = {"step": rows[0], "loss": rows[1]}
+        row = ctx.registry.last_metric(job_id, split)
+        if row is not None:
+            last[split] = {"step": row.step, "loss": row.loss}
     model = job_model(ctx, job_id)
     return {**asdict(job), "launch": spec.get("launch", {}), "dir": str(files.dir),
             "stdout_log": str(files.stdout), "log_jsonl": str(files.log),

@@ -441,6 +441,11 @@ class Registry:
             if job_step is not None:
                 db.execute("UPDATE jobs SET step = ? WHERE id = ?", [int(job_step), int(job_id)])
 
+    def last_metric(self, job_id: int, split: str) -> MetricRecord | None:
+        rows = self._select(MetricRecord, "metrics", "job_id = ? AND split = ?", [int(job_id), split],
+                            order_by="id DESC", limit=1)
+        return rows[0] if rows else None
+
     def delete_metrics_after(self, job_id: int, step: int) -> int:
         """Drop a job's metric rows past `step` (a resume replays them from its checkpoint)."""
         with self.transaction() as db:
