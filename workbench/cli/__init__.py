@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "sessions_cmds",
     "jobs_cmds",
     "eval_cmds",
+    "train_cmds",
 ]
 
 

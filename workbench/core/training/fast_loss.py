@@ -32,14 +32,15 @@ class _LinearCrossEntropy(torch.autograd.Function):
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         n = hidden.shape[0]
         w = weight.to(compute_dtype)
-        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        acc = torch.float64 if hidden.dtype == torch.float64 else torch.float32  # softmax / loss dtype
+        total = torch.zeros((), dtype=acc, device=hidden.device)
         grad_h = torch.empty(hidden.shape, dtype=hidden.dtype, device=hidden.device) if need_h else None
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
+        grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if need_w else None
         for start in range(0, n, chunk):
             stop = min(n, start + chunk)
             h = hidden[start:stop].to(compute_dtype)
             y = targets[start:stop]
-            logits = (h @ w.t()).float()  # (c, V) fp32, the only big buffer
+            logits = (h @ w.t()).to(acc)  # (c, V) fp32, the only big buffer
             picked = logits.gather(1, y[:, None])
             peak = logits.amax(dim=1, keepdim=True)
             logits.sub_(peak).exp_()
@@ -53,7 +54,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 if need_h:
                     grad_h[start:stop] = (d @ w).to(hidden.dtype)
                 if need_w:
-                    grad_w += (d.t() @ h).float()
+                    grad_w += (d.t() @ h).to(acc)
         ctx.save_for_backward(grad_h, grad_w)
         ctx.weight_dtype = weight.dtype
         return total
@@ -79,4 +80,5 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
 def reference_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The plain computation (full logits, fp32 cross-entropy), for tests and fallbacks."""
     logits = hidden @ weight.t()
-    return torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
+    logits = logits if logits.dtype == torch.float64 else logits.float()
+    return torch.nn.functional.cross_entropy(logits, targets, reduction="sum")

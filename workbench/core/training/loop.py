@@ -239,8 +239,16 @@ def _export_model(run: _Run, config: TrainConfig, folder: Path) -> None:
     """The registrable model folder: full weights or a PEFT adapter, tokenizer files, template."""
     from ..models import TEMPLATE_FILE
 
+    from transformers.utils import logging as hf_logging
+
     folder.mkdir(parents=True, exist_ok=True)
-    run.model.save_pretrained(str(folder), safe_serialization=True)
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar inside our own
+    try:
+        run.model.save_pretrained(str(folder), safe_serialization=True)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     run.tokenizer.save_pretrained(str(folder))
     if config.objective == "instruct":
         tok = run.tokenizer
