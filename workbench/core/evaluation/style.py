@@ -25,6 +25,10 @@ class StyleResult:
     best_model_per_dataset: dict = field(default_factory=dict)
     confusion: list[list[int]] = field(default_factory=list)  # [generator][attributed]
     accuracy: float | None = None          # share of samples attributed to their own generator
+    # The same with each scoring model's NLLs centred on its mean over all samples, so a model that is
+    # simply sharper everywhere does not collect every sample.
+    confusion_calibrated: list[list[int]] = field(default_factory=list)
+    accuracy_calibrated: float | None = None
     samples: list[dict] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
 
@@ -113,6 +117,18 @@ def attribute_samples(loaded_models: dict, prompts: dict[str, list[str]], settin
     return confusion, samples
 
 
+def calibrated_confusion(names: list[str], samples: list[dict]) -> tuple[list[list[int]], float]:
+    """Confusion after centring each scoring model's NLLs on its mean over all samples."""
+    means = {n: sum(s["nll"][n] for s in samples) / len(samples) for n in names}
+    confusion = [[0] * len(names) for _ in names]
+    for sample in samples:
+        best = min(names, key=lambda n: sample["nll"][n] - means[n])
+        sample["attributed_calibrated"] = best
+        confusion[names.index(sample["generator"])][names.index(best)] += 1
+    correct = sum(confusion[i][i] for i in range(len(names)))
+    return confusion, correct / max(1, len(samples))
+
+
 def style_attribution(loaded_models: dict, texts: dict[str, str], prompts_per_dataset: int = 4,
                       prompt_words: int = 8, new_tokens: int = 32, seed: int = 0, settings=None,
                       score: Callable | None = None, on_progress: Callable[[int, int], None] | None = None,
@@ -147,7 +163,11 @@ def style_attribution(loaded_models: dict, texts: dict[str, str], prompts_per_da
         confusion, samples = attribute_samples(loaded_models, prompts, settings, samples_progress, should_stop)
         correct = sum(confusion[i][i] for i in range(len(names)))
         accuracy = correct / max(1, sum(map(sum, confusion)))
-    return StyleResult(names, datasets, matrix, best, confusion, accuracy, samples, {
+    calibrated, accuracy_calibrated = calibrated_confusion(names, samples) if samples else ([], None)
+    return StyleResult(
+        models=names, datasets=datasets, perplexity=matrix, best_model_per_dataset=best, confusion=confusion,
+        accuracy=accuracy, confusion_calibrated=calibrated, accuracy_calibrated=accuracy_calibrated,
+        samples=samples, settings={
         "prompts_per_dataset": prompts_per_dataset, "prompt_words": prompt_words, "new_tokens": new_tokens,
         "seed": seed, "generation": settings.to_dict(), **{k: v for k, v in ppl_kwargs.items()
                                                            if k in ("context", "stride", "dtype")}})
