@@ -53,7 +53,10 @@ def jobctx(ctx, tmp_path):
     source = tmp_path / "lines.txt"
     source.write_text(TEXT)
     add_dataset(ctx, "lines", source)
-    return ctx
+    yield ctx
+    for job in ctx.registry.list_jobs(["queued", "running"]):  # a failed test leaves no job running
+        if pid_alive(job.pid):
+            os.killpg(job.pid, signal.SIGKILL)
 
 
 def make_config(out: str, **changes):
