@@ -7,7 +7,7 @@ from typing import Callable
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, DirectoryTree, Input, Label, OptionList, Select
 from textual.widgets.option_list import Option
@@ -30,10 +30,10 @@ class ConfirmDialog(ModalScreen[dict | None]):
         with Vertical(classes="dialog"):
             yield Label(self.question, classes="question")
             if self.checkbox:
-                yield Checkbox(self.checkbox, id="confirm-check")
+                yield Checkbox(self.checkbox, id="confirm-check", compact=True)
             with Horizontal(classes="buttons"):
-                yield Button("Yes (y)", variant="error" if self.danger else "primary", id="yes")
-                yield Button("No (n)", id="no")
+                yield Button("Yes (y)", variant="error" if self.danger else "primary", id="yes", compact=True)
+                yield Button("No (n)", id="no", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
@@ -73,23 +73,24 @@ class FormDialog(ModalScreen[dict | None]):
         self.submit_label = submit_label
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog form") as box:
+        with VerticalScroll(classes="dialog form") as box:
             box.border_title = self.title_text
             for field in self.fields:
                 if field.flag:
-                    yield Checkbox(field.label, value=bool(field.value), id=f"f-{field.name}")
+                    yield Checkbox(field.label, value=bool(field.value), id=f"f-{field.name}", compact=True)
                     continue
-                yield Label(field.label)
-                if field.choices:
-                    yield Select([(c, c) for c in field.choices], value=field.value or field.choices[0],
-                                 allow_blank=False, id=f"f-{field.name}", compact=True)
-                else:
-                    yield Input(str(field.value), placeholder=field.placeholder, id=f"f-{field.name}",
-                                compact=True)
+                with Horizontal(classes="field"):
+                    yield Label(field.label, classes="field-label")
+                    if field.choices:
+                        yield Select([(c, c) for c in field.choices], value=field.value or field.choices[0],
+                                     allow_blank=False, id=f"f-{field.name}", compact=True)
+                    else:
+                        yield Input(str(field.value), placeholder=field.placeholder, id=f"f-{field.name}",
+                                    compact=True)
             yield Label("", id="form-error", classes="error")
             with Horizontal(classes="buttons"):
-                yield Button(self.submit_label, variant="primary", id="ok")
-                yield Button("Cancel (esc)", id="cancel")
+                yield Button(self.submit_label, variant="primary", id="ok", compact=True)
+                yield Button("Cancel (esc)", id="cancel", compact=True)
 
     def values(self) -> dict:
         values = {}
@@ -110,8 +111,16 @@ class FormDialog(ModalScreen[dict | None]):
             return str(error)
         return None
 
+    def on_mount(self) -> None:
+        self._live = False
+        self.call_after_refresh(setattr, self, "_live", True)  # check as the user types, not on open
+        first = self.query("Input, Select, Checkbox")
+        if first:
+            first.first().focus()
+
     def on_input_changed(self, event: Input.Changed) -> None:
-        self.query_one("#form-error", Label).update(self.problem() or "")
+        if getattr(self, "_live", False):
+            self.query_one("#form-error", Label).update(self.problem() or "")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -174,23 +183,24 @@ class FilePickerDialog(ModalScreen[dict | None]):
         self.fields = fields or []
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog picker") as box:
+        with VerticalScroll(classes="dialog picker") as box:
             box.border_title = self.title_text
             yield Label("File (type a path, or ctrl+t to browse)")
             yield Input(placeholder=str(self.start) + "/...", id="path", compact=True)
             yield DirectoryTree(self.start, id="tree")
             for field in self.fields:
-                yield Label(field.label)
-                if field.choices:
-                    yield Select([(c, c) for c in field.choices], value=field.value or field.choices[0],
-                                 allow_blank=False, id=f"f-{field.name}", compact=True)
-                else:
-                    yield Input(str(field.value), placeholder=field.placeholder, id=f"f-{field.name}",
-                                compact=True)
+                with Horizontal(classes="field"):
+                    yield Label(field.label, classes="field-label")
+                    if field.choices:
+                        yield Select([(c, c) for c in field.choices], value=field.value or field.choices[0],
+                                     allow_blank=False, id=f"f-{field.name}", compact=True)
+                    else:
+                        yield Input(str(field.value), placeholder=field.placeholder, id=f"f-{field.name}",
+                                    compact=True)
             yield Label("", id="form-error", classes="error")
             with Horizontal(classes="buttons"):
-                yield Button("Add", variant="primary", id="ok")
-                yield Button("Cancel (esc)", id="cancel")
+                yield Button("Add", variant="primary", id="ok", compact=True)
+                yield Button("Cancel (esc)", id="cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#path", Input).focus()
