@@ -59,7 +59,7 @@ def error_summary(text: str, lines: int = ERROR_LINES) -> str:
     return "\n".join(kept[-lines:])
 
 
-def resolve_job_device(config: dict, nproc: int) -> str:
+def resolve_job_device(config: dict) -> str:
     """The queue's slot key: cpu, cuda:N or mps."""
     from .models import resolve_device
 
@@ -214,7 +214,7 @@ def supervise(args) -> int:
     heartbeat.start()
     try:
         try:
-            device = resolve_job_device(spec["config"], launch.get("nproc", 1))
+            device = resolve_job_device(spec["config"])
             registry.update_job(job_id, device=device)
         except Exception:
             return finish(ctx, job_id, heartbeat, failure=traceback.format_exc())
