@@ -410,6 +410,38 @@ async def test_evaluate_perplexity_lands_in_the_registry_and_compares_with_earli
         assert "perplexity" in table_column(history)
 
 
+async def test_evaluate_style_shows_both_matrices(home, text_file, tmp_path):
+    from dataclasses import replace
+
+    from workbench.core.data import add_dataset
+
+    ctx = open_workspace(home)
+    add_dataset(ctx, "tiny", text_file)
+    other = tmp_path / "other.txt"
+    other.write_text(("The raven sat upon the pallid bust of Pallas just above my chamber door, "
+                      "and nothing more was heard that night.\n\n") * 30)
+    add_dataset(ctx, "other", other)
+    ctx.registry.add_model(replace(ctx.registry.get_model("tiny-neo"), name="twin"))
+    app = WorkbenchApp(home, start_mode="evaluate")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        screen.query_one("#eval-models", SelectionList).select_all()
+        metrics = screen.query_one("#eval-metrics", SelectionList)
+        metrics.deselect_all()
+        metrics.select("style")
+        screen.query_one("#eval-data", SelectionList).select_all()
+        await pilot.pause()
+        assert visible_text(screen.query_one("#eval-problem", Label)) == ""
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        ppl = screen.query_one("#style-ppl", DataTable)
+        confusion = screen.query_one("#style-confusion", DataTable)
+        assert table_column(ppl) == ["tiny-neo", "twin"] and len(ppl.columns) == 3
+        assert table_column(confusion) == ["tiny-neo", "twin"]
+        assert len(app.ctx.registry.evaluations(metric="style_self_attribution")) == 2
+        assert "samples attributed" in visible_text(screen.query_one("#eval-stage", Label))
+
+
 async def test_evaluate_explains_what_is_missing(home):
     app = WorkbenchApp(home, start_mode="evaluate")
     async with app.run_test(size=SIZE) as pilot:
