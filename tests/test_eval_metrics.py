@@ -35,7 +35,11 @@ def test_bleu_rouge_equal_direct_library_calls(tiny, tmp_path):
     refs.write_text("".join(json.dumps(r) + "\n" for r in REFS))
     request = EvalRequest(metrics=["bleu", "rouge"], refs=str(refs), generation={"max_new_tokens": 12},
                           batch_size=2)
-    report = evaluate(ctx, ["tiny"], request)["results"][0]
+    stages, progress = [], []
+    report = evaluate(ctx, ["tiny"], request, on_stage=stages.append,
+                      on_progress=lambda done, total: progress.append((done, total)))["results"][0]
+    assert stages == ["generating 3 hypotheses with tiny"]  # what the TUI's progress bar is told
+    assert progress[0] == (0, 3) and progress[-1] == (3, 3)
     samples = report["samples"]["refs"]
     hyps = [s["hypothesis"] for s in samples]
     refs_text = [s["reference"] for s in samples]
