@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from ..core.errors import WorkbenchError
@@ -17,11 +18,11 @@ COMMAND_MODULES = [
     "workspace_cmds",
     "models_cmds",
     "data_cmds",
+    "train_cmds",
+    "jobs_cmds",
     "generate_cmds",
     "sessions_cmds",
-    "jobs_cmds",
     "eval_cmds",
-    "train_cmds",
 ]
 
 
@@ -53,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("workbench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`workbench ... | head`): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
