@@ -498,3 +498,54 @@ async def test_end_to_end_train_watch_the_chart_then_chat_with_the_result(home, 
         await settle(pilot)
         reply = list(chat_screen.query(Bubble))[-1]
         assert reply.speaker == "model" and reply.border_title == "tiny-neo-tiny" and reply.text
+
+
+async def wait_for(pilot, condition, timeout: float = 90.0, what: str = "condition") -> None:
+    """Poll a condition about another process (a job) with a deadline, letting the app run meanwhile."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await pilot.pause(0.2)
+
+
+@pytest.mark.slow
+async def test_jobs_outlive_the_app_and_cancel_resume_from_a_new_one(home, text_file):
+    from workbench.core.jobs import cancel_job, pid_alive, wait_job
+    from workbench.core.data import add_dataset
+
+    ctx = open_workspace(home)
+    add_dataset(ctx, "tiny", text_file)
+    app = WorkbenchApp(home, start_mode="train")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        for name, value in [("steps", "100000"), ("batch", "1"), ("seq", "16"), ("eval_every", "0")]:
+            app.screen.query_one(f"#t-{name}", Input).value = value
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        (job,) = app.ctx.registry.list_jobs()
+        await wait_for(pilot, lambda: ctx.registry.get_job(job.id).status == "running", what="job running")
+    # the app has closed: the job runs on
+    running = ctx.registry.get_job(job.id)
+    assert running.status == "running" and pid_alive(running.pid)
+
+    app = WorkbenchApp(home, start_mode="train")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.watched == job.id and screen.jobs, what="re-attached")
+            await pilot.press("c")
+            await pilot.pause()
+            await pilot.press("y")
+            await settle(pilot)
+            await wait_for(pilot, lambda: ctx.registry.get_job(job.id).status == "cancelled", what="cancelled")
+            await wait_for(pilot, lambda: "[cancelled]" in visible_text(screen.query_one("#job-title", Label)),
+                           what="cancelled shown")
+            await pilot.press("u")
+            await settle(pilot)
+            assert ctx.registry.get_job(job.id).status in ("queued", "running")
+            assert "job 1 resumed" in notes(app)
+    finally:
+        if ctx.registry.get_job(job.id).status in ("queued", "running"):
+            cancel_job(ctx, job.id, force=True)
+        wait_job(ctx, job.id, timeout=30)

@@ -68,7 +68,7 @@ class ChatScreen(WorkbenchScreen):
                 with Horizontal(classes="toolbar"):
                     yield Label("Model", classes="toolbar-label")
                     yield Select([], prompt="pick a model", id="chat-model", compact=True)
-                    yield Label("", id="chat-status", classes="status")
+                    yield Label("", id="chat-status", classes="status", markup=False)
                 yield Transcript(id="chat-log")
                 yield Input(placeholder="Message (Enter sends, Esc stops)", id="chat-input")
             yield SettingsPanel(id="chat-settings")
@@ -242,7 +242,7 @@ class ChatScreen(WorkbenchScreen):
 
     def action_load_session(self) -> None:
         sessions = [s for s in self.ctx.registry.list_sessions() if s.kind == "chat"]
-        items = [(s.id, f"{s.title or '(untitled)'}  [{', '.join(s.models)}; {s.turns} turns]")
+        items = [(s.id, f"{s.title or '(untitled)'}  ({', '.join(s.models)}; {s.turns} turns)")
                  for s in reversed(sessions)]
         self.app.push_screen(PickDialog("Load a chat session", items, "no saved chat sessions"),
                              self._load)

@@ -7,6 +7,7 @@ from typing import Callable
 
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.content import Content
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, DirectoryTree, Input, Label, OptionList, Select
@@ -28,7 +29,7 @@ class ConfirmDialog(ModalScreen[dict | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question, classes="question")
+            yield Label(self.question, classes="question", markup=False)
             if self.checkbox:
                 yield Checkbox(self.checkbox, id="confirm-check", compact=True)
             with Horizontal(classes="buttons"):
@@ -87,7 +88,7 @@ class FormDialog(ModalScreen[dict | None]):
                     else:
                         yield Input(str(field.value), placeholder=field.placeholder, id=f"f-{field.name}",
                                     compact=True)
-            yield Label("", id="form-error", classes="error")
+            yield Label("", id="form-error", classes="error", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button(self.submit_label, variant="primary", id="ok", compact=True)
                 yield Button("Cancel (esc)", id="cancel", compact=True)
@@ -156,7 +157,7 @@ class PickDialog(ModalScreen[str | None]):
         with Vertical(classes="dialog pick") as box:
             box.border_title = self.title_text
             if self.items:
-                yield OptionList(*[Option(label, id=item_id) for item_id, label in self.items], id="pick")
+                yield OptionList(*[Option(Content(label), id=item_id) for item_id, label in self.items], id="pick")
             else:
                 yield Label(self.empty)
             yield Label("Enter picks, Esc cancels", classes="hint")
@@ -197,7 +198,7 @@ class FilePickerDialog(ModalScreen[dict | None]):
                     else:
                         yield Input(str(field.value), placeholder=field.placeholder, id=f"f-{field.name}",
                                     compact=True)
-            yield Label("", id="form-error", classes="error")
+            yield Label("", id="form-error", classes="error", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Add", variant="primary", id="ok", compact=True)
                 yield Button("Cancel (esc)", id="cancel", compact=True)

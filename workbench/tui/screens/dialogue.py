@@ -72,7 +72,7 @@ class DialogueScreen(WorkbenchScreen):
                     yield Label("Turns", classes="toolbar-label")
                     yield Input("6", id="dialogue-turns", compact=True, type="integer")
                 yield Input(placeholder="Opening line (Enter starts, Esc stops)", id="dialogue-opening")
-                yield Label("", id="dialogue-status", classes="status")
+                yield Label("", id="dialogue-status", classes="status", markup=False)
                 yield Transcript(id="dialogue-log")
             yield SettingsPanel(DEFAULT_SETTINGS, id="dialogue-settings")
 

@@ -78,10 +78,11 @@ class EvaluateScreen(WorkbenchScreen):
                              id="eval-split", compact=True)
                 yield Label("References JSONL (bleu/rouge)")
                 yield Input("", placeholder="path/to/refs.jsonl", id="eval-refs", compact=True)
-                yield Label("", id="eval-problem", classes="error")
+                yield Label("", id="eval-problem", classes="error", markup=False)
                 yield Button("Run (ctrl+r)", variant="primary", id="eval-run")
             with Vertical(id="eval-results"):
-                yield Label("Pick models, metrics and data, then ctrl+r.", id="eval-stage", classes="status")
+                yield Label("Pick models, metrics and data, then ctrl+r.", id="eval-stage", classes="status",
+                            markup=False)
                 yield ProgressBar(total=1, show_eta=False, id="eval-progress")
                 with TabbedContent(id="eval-tabs"):
                     with TabPane("Results", id="results-pane"):

@@ -133,13 +133,13 @@ class TrainScreen(WorkbenchScreen):
                     table.border_title = "Jobs"
                     yield table
                     with Vertical(id="job-view"):
-                        yield Label("No job selected: press n to start one.", id="job-title")
+                        yield Label("No job selected: press n to start one.", id="job-title", markup=False)
                         chart = LossChart(id="loss-chart")
                         chart.border_title = "Loss"
                         yield chart
                         with Horizontal(id="job-progress-row"):
                             yield ProgressBar(total=100, show_eta=False, id="job-progress")
-                            yield Label("", id="job-stats")
+                            yield Label("", id="job-stats", markup=False)
                         log = Log(id="job-log", max_lines=LOG_LINES)
                         log.border_title = "Log"
                         yield log
@@ -164,8 +164,8 @@ class TrainScreen(WorkbenchScreen):
                                              id=f"t-{name}", compact=True)
                             else:
                                 yield Input(str(value), id=f"t-{name}", compact=True)
-                    yield Label("", id="train-problem", classes="error")
-                    yield Static("", id="train-preview")
+                    yield Label("", id="train-problem", classes="error", markup=False)
+                    yield Static("", id="train-preview", markup=False)
                     yield Button("Start training (ctrl+r)", variant="primary", id="train-start")
 
     def on_mount(self) -> None:

@@ -38,7 +38,7 @@ class SettingsPanel(VerticalScroll):
             yield Label(label)
             value = values[name]
             yield Input("" if value is None else str(value), id=f"set-{name}", compact=True)
-        yield Label("", id="settings-error", classes="error")
+        yield Label("", id="settings-error", classes="error", markup=False)
 
     def settings(self):
         from ...core.generation import GenerationSettings
