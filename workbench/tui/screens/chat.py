@@ -165,7 +165,8 @@ class ChatScreen(WorkbenchScreen):
             self.post_message(ChatStatus(f"loading {model}..."))
             loaded = self.wb.model_cache.get(registry, model)
             prompt = chat_prompt(history, text, loaded.template)
-            self.post_message(ChatStatus(f"{model} is writing (Esc stops)"))
+            how = " with its instruction template" if loaded.template else ""
+            self.post_message(ChatStatus(f"{model} is writing{how} (Esc stops)"))
             for piece in stream(loaded, prompt, settings, stop=stop,
                                 warn=lambda m: self.post_message(ChatStatus(f"warning: {m}"))):
                 self.post_message(ChatToken(piece))
