@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..core.units import human_count  # noqa: F401 - re-exported for command modules
+
 import argparse
 import json
 import sys
@@ -68,14 +70,6 @@ def table(rows: list[list[Any]], headers: list[str]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
-
-def human_count(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f}{unit}"
-    return str(n)
 
 
 def add_generation_flags(parser: argparse.ArgumentParser, max_new_tokens: int = 64) -> None:

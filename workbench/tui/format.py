@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-
-def human_count(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f}{unit}"
-    return str(n)
+from ..core.units import human_count  # noqa: F401 - re-exported for the screens
 
 
 def when(iso: str | None) -> str:
