@@ -156,3 +156,9 @@ def test_metric_sink_batches_and_writes_log_jsonl(bare, tmp_path):
     assert bare.registry.get_job(job.id).step == 2
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert [line["step"] for line in lines] == [1, 2, 2] and "extra" not in lines[0]
+    # A step the loop is about to checkpoint is stored at once, before the checkpoint is written.
+    saving = MetricSink(bare.registry, job.id, None, interval=3600, max_rows=1000, save_every=4)
+    saving([{"step": 3, "split": "train", "loss": 1.2}])
+    assert len(bare.registry.metrics(job.id)) == 3
+    saving([{"step": 4, "split": "train", "loss": 1.1}])
+    assert [m.step for m in bare.registry.metrics(job.id)][-2:] == [3, 4]

@@ -80,7 +80,7 @@ def run_training(ctx, job_id: int, resume: bool, should_stop) -> dict:
     files = JobFiles(ctx, job_id)
     config = TrainConfig.from_dict(read_spec(ctx, job_id)["config"])
     rank = int(os.environ.get("RANK", "0"))
-    sink = MetricSink(ctx.registry, job_id, files.log) if rank == 0 else None
+    sink = MetricSink(ctx.registry, job_id, files.log, save_every=config.save_every) if rank == 0 else None
     try:
         result = train(ctx, config, files.dir, on_metrics=sink, should_stop=should_stop, resume=resume,
                        job_id=job_id, progress=False)

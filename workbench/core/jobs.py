@@ -197,7 +197,9 @@ def pid_alive(pid: int | None) -> bool:
         cmdline = (proc / "cmdline").read_bytes()
     except (OSError, IndexError):
         return False
-    return state not in ("Z", "X") and RUNNER_MODULE.encode() in cmdline
+    # An empty cmdline: the process is in the middle of exec (the launcher's Popen returns before the
+    # kernel has set up the new program's arguments), so it is not yet anything else either.
+    return state not in ("Z", "X") and (not cmdline or RUNNER_MODULE.encode() in cmdline)
 
 
 def _age_s(iso: str | None) -> float:
@@ -411,25 +413,31 @@ def register_job_model(ctx, job_id: int, name: str | None = None) -> ModelRecord
 
 class MetricSink:
     """on_metrics for a job: buffers rows and flushes them to the registry (one short transaction,
-    which also moves the job's step) and to log.jsonl, every `interval` seconds or `max_rows` rows."""
+    which also moves the job's step) and to log.jsonl, every `interval` seconds or `max_rows` rows,
+    and at once at each multiple of `save_every` (the loop reports a step before checkpointing it),
+    so every row up to the last complete checkpoint is stored even if the job is then killed."""
 
     def __init__(self, registry: Registry, job_id: int, log_path: Path | None, interval: float = 0.5,
-                 max_rows: int = 256):
+                 max_rows: int = 256, save_every: int = 0):
         self.registry, self.job_id, self.log_path = registry, int(job_id), log_path
-        self.interval, self.max_rows = interval, max_rows
+        self.interval, self.max_rows, self.save_every = interval, max_rows, save_every
         self._rows: list[dict] = []
         self._lock = threading.Lock()
         self._last_flush = time.monotonic()
         self.step = 0
 
     def __call__(self, rows: list[dict]) -> None:
+        checkpoint_next = False
         with self._lock:
             for row in rows:
                 clean = {key: _plain(row.get(key)) for key in METRIC_KEYS if key in row}
                 self._rows.append(clean)
                 if clean.get("split", "train") == "train" and clean.get("step") is not None:
                     self.step = max(self.step, int(clean["step"]))
-        if len(self._rows) >= self.max_rows or time.monotonic() - self._last_flush >= self.interval:
+                    checkpoint_next |= bool(self.save_every) and self.step % self.save_every == 0
+            due = (checkpoint_next or len(self._rows) >= self.max_rows
+                   or time.monotonic() - self._last_flush >= self.interval)
+        if due:
             self.flush()
 
     def flush(self) -> None:
