@@ -254,3 +254,47 @@ def test_refuses_empty_or_too_short_dataset(tiny, tmp_path):
     data.add_dataset(tiny, "short", path)
     with pytest.raises(WorkbenchError, match="fewer than one block"):
         run(tiny, cfg(dataset="short"), tmp_path / "run")
+
+
+def test_ddp_two_processes_match_one_process(tiny, tmp_path):
+    """torchrun with 2 processes x batch/2 takes the same steps as 1 process x batch (gloo on CPU)."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp_train.py"
+    script.write_text(
+        "import json, os, sys\n"
+        "import torch\n"
+        "torch.set_num_threads(1)\n"
+        "from workbench.core.context import open_workspace\n"
+        "from workbench.core.training import TrainConfig\n"
+        "from workbench.core.training.loop import train\n"
+        "ctx = open_workspace(sys.argv[1], starter=False)\n"
+        "rows = []\n"
+        "config = TrainConfig.from_dict(json.loads(sys.argv[2]))\n"
+        "result = train(ctx, config, sys.argv[3], on_metrics=rows.extend, progress=False)\n"
+        "if os.environ.get('RANK', '0') == '0':\n"
+        "    print('RESULT ' + json.dumps({'rows': rows, 'model': result.model.name if result.model else None}))\n"
+        "else:\n"
+        "    assert result.model is None and rows == []\n"
+    )
+    home = str(tiny.ws.home)
+
+    def launch(out: str, nproc: int) -> dict:
+        config = cfg(out=out, steps=3, eval_every=3, save_every=2).to_dict()
+        prefix = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--standalone"] \
+            if nproc > 1 else [sys.executable]
+        done = subprocess.run([*prefix, str(script), home, json.dumps(config), str(tmp_path / out)],
+                              capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert done.returncode == 0, done.stderr[-2000:]
+        line = next(l for l in done.stdout.splitlines() if l.startswith("RESULT "))
+        return json.loads(line[len("RESULT "):])
+
+    one, two = launch("one", 1), launch("two", 2)
+    assert two["model"] == "two" and tiny.registry.get_model("two").parent == "t1"
+    assert [(r["step"], r["split"]) for r in one["rows"]] == [(r["step"], r["split"]) for r in two["rows"]]
+    for a, b in zip(one["rows"], two["rows"]):
+        assert abs(a["loss"] - b["loss"]) < 1e-5
+        if a["grad_norm"] is not None:
+            assert abs(a["grad_norm"] - b["grad_norm"]) < 1e-4

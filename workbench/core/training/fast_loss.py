@@ -8,15 +8,23 @@ soft-maxed in fp32, and turned into the chunk's gradients right away (the cross-
 softmax - one_hot), so the backward pass only scales the stored gradients by the incoming grad. Peak
 extra memory is one chunk of logits; nothing is recomputed.
 
+The per-chunk softmax / gradient kernel is compiled with torch.compile (two fused passes instead of ~8;
+about 5x faster on CPU) when a C compiler is there; WORKBENCH_COMPILE=0 or any compile failure falls back
+to the identical eager code.
+
 `linear_cross_entropy(hidden, weight, targets)` returns the summed cross-entropy (fp32); the caller divides
 by the number of scored tokens it wants to average over (across micro-batches and ranks).
 """
 
 from __future__ import annotations
 
+import os
+import sys
+
 import torch
 
 DEFAULT_CHUNK = 1024
+_STATE = {"compiled": None, "failed": False}
 
 
 def _compute_dtype(tensor: torch.Tensor) -> torch.dtype:
@@ -26,13 +34,65 @@ def _compute_dtype(tensor: torch.Tensor) -> torch.dtype:
     return tensor.dtype
 
 
+def _ce_chunk(logits: torch.Tensor, targets: torch.Tensor):
+    """(summed cross-entropy, d loss / d logits in the logits' dtype) for one chunk; softmax in fp32.
+
+    Written as plain tensor code so torch.compile can fuse it into two passes over the chunk (the eager
+    version makes ~8 passes over a (chunk, 50257) array, as costly as the LM-head matmuls themselves)."""
+    x = logits.float()
+    peak = x.amax(1, keepdim=True)
+    e = (x - peak).exp()
+    norm = e.sum(1, keepdim=True)
+    picked = x.gather(1, targets[:, None])
+    loss = (peak + norm.log() - picked).sum()
+    cols = torch.arange(x.shape[1], device=x.device)
+    d = e / norm - (cols[None, :] == targets[:, None]).to(x.dtype)
+    return loss, d.to(logits.dtype)
+
+
+def _ce_chunk_f64(logits: torch.Tensor, targets: torch.Tensor):
+    logp = torch.log_softmax(logits, dim=1)
+    loss = -logp.gather(1, targets[:, None]).sum()
+    d = logp.exp_()
+    d[torch.arange(len(targets), device=d.device), targets] -= 1.0
+    return loss, d
+
+
+def compile_enabled() -> bool:
+    """torch.compile for the softmax kernel: on unless WORKBENCH_COMPILE=0 or a compile failed before."""
+    return os.environ.get("WORKBENCH_COMPILE", "1") != "0" and not _STATE["failed"]
+
+
+def _kernel(logits: torch.Tensor, use_compile: bool):
+    if logits.dtype == torch.float64:
+        return _ce_chunk_f64
+    if not (use_compile and compile_enabled() and logits.device.type in ("cpu", "cuda")):
+        return _ce_chunk
+    if _STATE["compiled"] is None:
+        _STATE["compiled"] = torch.compile(_ce_chunk, dynamic=True)
+    return _STATE["compiled"]
+
+
+def _run_kernel(logits, targets, use_compile: bool):
+    kernel = _kernel(logits, use_compile)
+    if kernel is _ce_chunk or kernel is _ce_chunk_f64:
+        return kernel(logits, targets)
+    try:
+        return kernel(logits, targets)
+    except Exception as error:  # noqa: BLE001 - no C compiler, unsupported platform...: stay correct, go eager
+        _STATE["failed"] = True
+        print(f"note: torch.compile of the loss kernel failed ({type(error).__name__}); using the eager kernel",
+              file=sys.stderr)
+        return _ce_chunk(logits, targets)
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, targets, chunk, compute_dtype):  # noqa: D401 - autograd API
+    def forward(ctx, hidden, weight, targets, chunk, compute_dtype, use_compile):  # noqa: D401 - autograd API
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         n = hidden.shape[0]
         w = weight.to(compute_dtype)
-        acc = torch.float64 if hidden.dtype == torch.float64 else torch.float32  # softmax / loss dtype
+        acc = torch.float64 if hidden.dtype == torch.float64 else torch.float32
         total = torch.zeros((), dtype=acc, device=hidden.device)
         grad_h = torch.empty(hidden.shape, dtype=hidden.dtype, device=hidden.device) if need_h else None
         grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if need_w else None
@@ -40,21 +100,18 @@ class _LinearCrossEntropy(torch.autograd.Function):
             stop = min(n, start + chunk)
             h = hidden[start:stop].to(compute_dtype)
             y = targets[start:stop]
-            logits = (h @ w.t()).to(acc)  # (c, V) fp32, the only big buffer
-            picked = logits.gather(1, y[:, None])
-            peak = logits.amax(dim=1, keepdim=True)
-            logits.sub_(peak).exp_()
-            norm = logits.sum(dim=1, keepdim=True)
-            total += (peak + norm.log() - picked).sum()
-            if need_h or need_w:
-                logits.div_(norm)  # softmax
-                rows = torch.arange(stop - start, device=logits.device)
-                logits[rows, y] -= 1.0  # d loss / d logits (for a summed loss)
-                d = logits.to(compute_dtype)
-                if need_h:
-                    grad_h[start:stop] = (d @ w).to(hidden.dtype)
-                if need_w:
-                    grad_w += (d.t() @ h).to(acc)
+            logits = h @ w.t()  # (c, V) in the compute dtype: the only big buffer
+            if not (need_h or need_w):
+                x = logits.to(acc)
+                total += (torch.logsumexp(x, 1) - x.gather(1, y[:, None]).squeeze(1)).sum()
+                continue
+            loss, d = _run_kernel(logits, y, use_compile)
+            total += loss
+            del logits
+            if need_h:
+                grad_h[start:stop] = (d @ w).to(hidden.dtype)
+            if need_w:
+                grad_w += (d.t() @ h).to(acc)
         ctx.save_for_backward(grad_h, grad_w)
         ctx.weight_dtype = weight.dtype
         return total
@@ -64,17 +121,18 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_h, grad_w = ctx.saved_tensors
         gh = grad_h * grad_output.to(grad_h.dtype) if grad_h is not None else None
         gw = (grad_w * grad_output).to(ctx.weight_dtype) if grad_w is not None else None
-        return gh, gw, None, None, None
+        return gh, gw, None, None, None, None
 
 
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                         chunk: int = DEFAULT_CHUNK, compute_dtype: torch.dtype | None = None) -> torch.Tensor:
+                         chunk: int = DEFAULT_CHUNK, compute_dtype: torch.dtype | None = None,
+                         use_compile: bool = True) -> torch.Tensor:
     """Summed cross-entropy of `hidden @ weight.T` (no bias) against `targets` (every target is scored:
     drop ignored positions before calling). hidden (N, D), weight (V, D), targets (N,) int64."""
     if hidden.shape[0] == 0:
         return (hidden.sum() * 0.0 + weight.sum() * 0.0).float()
     dtype = compute_dtype or _compute_dtype(hidden)
-    return _LinearCrossEntropy.apply(hidden, weight, targets, int(chunk), dtype)
+    return _LinearCrossEntropy.apply(hidden, weight, targets, int(chunk), dtype, bool(use_compile))
 
 
 def reference_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

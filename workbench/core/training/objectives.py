@@ -197,15 +197,21 @@ def unwrap(model):
     return get_base() if callable(get_base) and hasattr(model, "peft_config") else model
 
 
-def make_loss_module(model, objective: str, target=None, fast: bool = True, chunk: int | None = None):
+def make_loss_module(model, objective: str, target=None, fast: bool = True, chunk: int | None = None,
+                     use_compile: bool = True):
     """An nn.Module whose forward(batch tensors) returns (summed loss, number of terms).
 
     Built as a module so DDP can wrap it: the transformer body and the LM head are called from inside
-    one forward, which is what DDP's gradient synchronisation needs."""
+    one forward, which is what DDP's gradient synchronisation needs. fast=True computes the loss from
+    the final hidden states with the chunked LM head (fast_loss.py) and swaps slow eager pieces of the
+    model for fused ones (speed.py); fast=False is the model's own forward and full fp32 logits."""
     import torch
     import torch.nn.functional as F
 
     from .fast_loss import DEFAULT_CHUNK, linear_cross_entropy
+    from .speed import accelerate_model
+
+    speedups = accelerate_model(model) if fast else []
 
     class LossModule(torch.nn.Module):
         def __init__(self):
@@ -217,6 +223,7 @@ def make_loss_module(model, objective: str, target=None, fast: bool = True, chun
                 self.register_buffer("target", target, persistent=False)
             else:
                 self.target = None
+            self.speedups = speedups
 
         def forward(self, input_ids, labels=None, attention_mask=None):
             body, head = self._parts
@@ -244,7 +251,7 @@ def make_loss_module(model, objective: str, target=None, fast: bool = True, chun
                 h, y = h.reshape(-1, h.shape[-1]), shifted.reshape(-1)
             else:
                 h, y = h[keep], shifted[keep]
-            loss = linear_cross_entropy(h, head.weight, y, chunk=chunk or DEFAULT_CHUNK)
+            loss = linear_cross_entropy(h, head.weight, y, chunk=chunk or DEFAULT_CHUNK, use_compile=use_compile)
             return loss, keep.sum()
 
     return LossModule()

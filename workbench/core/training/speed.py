@@ -1,0 +1,57 @@
+"""Training-time replacements for slow eager pieces of the transformers models (same maths, fewer passes).
+
+- GPT-Neo's eager attention (transformers 5 has no SDPA path for it) up-casts q/k to fp32, materialises the
+  (B, H, T, T) scores, masks them with torch.where, soft-maxes and casts back: many full passes, in fp32
+  even under bf16 autocast. Replaced by torch's scaled_dot_product_attention with GPT-Neo's conventions
+  (no 1/sqrt(d) scaling, causal, local layers keep their sliding window), which runs a fused kernel.
+  Training batches are unpadded or right-padded, so causal masking alone gives the same outputs at every
+  real position (padding only ever follows the real tokens).
+- "gelu_new" (GPT-2 / GPT-Neo) is computed by transformers as ~8 separate element-wise ops; torch's
+  gelu(approximate="tanh") is the same function in one fused kernel (forward and backward).
+
+Applied to the model object being trained only (nothing changes in saved weights or configs).
+"""
+
+from __future__ import annotations
+
+import types
+
+
+def _neo_sdpa_attn(self, query, key, value, attention_mask=None):
+    import torch
+    import torch.nn.functional as F
+
+    q_len, k_len = query.size(-2), key.size(-2)
+    dropout = self.attn_dropout.p if self.training else 0.0
+    if self.attention_type == "local" and k_len > self.config.window_size:
+        mask = self.bias[:, :, k_len - q_len:k_len, :k_len]
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=1.0)
+    elif q_len == k_len:
+        out = F.scaled_dot_product_attention(query, key, value, is_causal=True, dropout_p=dropout, scale=1.0)
+    else:  # not a training shape (cached decoding): keep the original
+        return type(self)._attn(self, query, key, value, attention_mask)
+    del torch
+    return out, None
+
+
+def accelerate_model(model) -> list[str]:
+    """Patch the model's modules in place for training speed; returns what was changed."""
+    import torch
+
+    changed: list[str] = []
+    n_attn = n_gelu = 0
+    for module in model.modules():
+        name = type(module).__name__
+        if name == "GPTNeoSelfAttention" and hasattr(module, "_attn") and hasattr(module, "bias"):
+            module._attn = types.MethodType(_neo_sdpa_attn, module)
+            n_attn += 1
+        for attr in ("act", "activation"):
+            act = getattr(module, attr, None)
+            if act is not None and type(act).__name__ in ("NewGELUActivation", "GELUTanh", "PytorchGELUTanh"):
+                setattr(module, attr, torch.nn.GELU(approximate="tanh"))
+                n_gelu += 1
+    if n_attn:
+        changed.append(f"sdpa attention x{n_attn}")
+    if n_gelu:
+        changed.append(f"fused gelu x{n_gelu}")
+    return changed
