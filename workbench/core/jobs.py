@@ -378,8 +378,9 @@ def resume_job(ctx, job_id: int) -> JobRecord:
                              "would register its result under that name")
     checkpoint = latest_checkpoint(ctx, job_id)
     files = JobFiles(ctx, job_id)
+    # heartbeat_at = now: the grace period before its new process beats for itself (created_at is old).
     if not ctx.registry.set_job_status_if(job_id, RESUMABLE_STATUSES, status="queued", pid=None,
-                                          heartbeat_at=None, ended_at=None, error=None,
+                                          heartbeat_at=time.time(), ended_at=None, error=None,
                                           last_checkpoint=checkpoint):
         raise WorkbenchError(f"job {job_id} changed while resuming it; look again with `workbench jobs show`")
     ctx.registry.delete_metrics_after(job_id, checkpoint_step(checkpoint) or 0)
