@@ -23,7 +23,8 @@ import sys
 
 import torch
 
-DEFAULT_CHUNK = 1024
+CHUNK_ELEMENTS = 2**27  # logits elements per chunk: 2,560 tokens of a 50,257-token vocabulary
+DEFAULT_CHUNK = None  # = default_chunk(vocab)
 _STATE = {"compiled": None, "failed": False}
 
 
@@ -95,7 +96,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         acc = torch.float64 if hidden.dtype == torch.float64 else torch.float32
         total = torch.zeros((), dtype=acc, device=hidden.device)
         grad_h = torch.empty(hidden.shape, dtype=hidden.dtype, device=hidden.device) if need_h else None
-        grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if need_w else None
+        grad_w_t = None  # (D, V): h.T @ d is ~1.6x faster than d.T @ h on CPU; transposed once at the end
         for start in range(0, n, chunk):
             stop = min(n, start + chunk)
             h = hidden[start:stop].to(compute_dtype)
@@ -106,12 +107,21 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 total += (torch.logsumexp(x, 1) - x.gather(1, y[:, None]).squeeze(1)).sum()
                 continue
             loss, d = _run_kernel(logits, y, use_compile)
-            total += loss
             del logits
+            total += loss
             if need_h:
-                grad_h[start:stop] = (d @ w).to(hidden.dtype)
+                grad_h[start:stop] = d @ w
             if need_w:
-                grad_w += (d.t() @ h).to(acc)
+                part = h.t() @ d
+                if grad_w_t is None:
+                    grad_w_t = part if stop == n else part.to(acc)
+                else:
+                    grad_w_t.add_(part)
+            del d
+        grad_w = None
+        if need_w:
+            grad_w = torch.empty(weight.shape, dtype=acc, device=weight.device)
+            grad_w.copy_(grad_w_t.t())
         ctx.save_for_backward(grad_h, grad_w)
         ctx.weight_dtype = weight.dtype
         return total
@@ -124,15 +134,21 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return gh, gw, None, None, None, None
 
 
+def default_chunk(vocab_size: int) -> int:
+    """Tokens per chunk: a (chunk, vocab) logits block of at most CHUNK_ELEMENTS (bf16: 256 MB)."""
+    return max(64, (CHUNK_ELEMENTS // max(1, vocab_size)) // 64 * 64)
+
+
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                         chunk: int = DEFAULT_CHUNK, compute_dtype: torch.dtype | None = None,
+                         chunk: int | None = None, compute_dtype: torch.dtype | None = None,
                          use_compile: bool = True) -> torch.Tensor:
     """Summed cross-entropy of `hidden @ weight.T` (no bias) against `targets` (every target is scored:
     drop ignored positions before calling). hidden (N, D), weight (V, D), targets (N,) int64."""
     if hidden.shape[0] == 0:
         return (hidden.sum() * 0.0 + weight.sum() * 0.0).float()
     dtype = compute_dtype or _compute_dtype(hidden)
-    return _LinearCrossEntropy.apply(hidden, weight, targets, int(chunk), dtype, bool(use_compile))
+    chunk = int(chunk or default_chunk(weight.shape[0]))
+    return _LinearCrossEntropy.apply(hidden, weight, targets, chunk, dtype, bool(use_compile))
 
 
 def reference_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

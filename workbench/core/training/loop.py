@@ -161,7 +161,7 @@ def _load_split(ctx, config: TrainConfig, tokenizer, split: str):
 
 
 def _build(ctx, config: TrainConfig, dist: _Dist, device: str, fast_loss: bool, compile_body: bool,
-           chunk: int | None, compile_loss: bool = True) -> _Run:
+           chunk: int | None, compile_loss: bool = True, model_speedups: bool | None = None) -> _Run:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -197,11 +197,14 @@ def _build(ctx, config: TrainConfig, dist: _Dist, device: str, fast_loss: bool, 
 
     autocast_dtype = resolve_precision(config.precision, device)
     loss_module = make_loss_module(model, config.objective, target=target, fast=fast_loss, chunk=chunk,
-                                   use_compile=compile_loss)
+                                   use_compile=compile_loss, speedups=model_speedups)
     loss_module.to(device)
-    if loss_module.speedups:
-        _say(dist, f"speed-ups: {', '.join(loss_module.speedups)}, chunked LM-head loss"
-             + (" (compiled kernel)" if compile_loss and fast_loss else ""))
+    notes = list(loss_module.speedups)
+    if fast_loss and config.objective != "kl-letter":
+        notes.append("chunked LM-head loss" + (" (compiled kernel)" if compile_loss else ""))
+    if autocast_dtype is not None:
+        notes.append("bf16 autocast")
+    _say(dist, f"speed: {', '.join(notes) or 'plain fp32'}")
     if compile_body:
         body, head = loss_module._parts
         loss_module._parts = (torch.compile(body), head)
@@ -413,7 +416,8 @@ def _train_step(run: _Run, config: TrainConfig, dist: _Dist, step: int) -> tuple
 def train(ctx, config: TrainConfig, run_dir: Path, on_metrics: Callable[[list[dict]], None] | None = None,
           should_stop: Callable[[], bool] | None = None, resume: bool = False, job_id: int | None = None,
           progress: bool = True, *, fast_loss: bool = True, compile_body: bool = False,
-          compile_loss: bool = True, chunk: int | None = None, register: bool = True) -> TrainResult:
+          compile_loss: bool = True, model_speedups: bool | None = None, chunk: int | None = None,
+          register: bool = True) -> TrainResult:
     """Train `config` in this process (or this rank of a torchrun group); see the module docstring.
 
     Extra keyword options (not part of the stable contract): fast_loss=False uses the model's own full
@@ -431,7 +435,7 @@ def train(ctx, config: TrainConfig, run_dir: Path, on_metrics: Callable[[list[di
         if existing is not None and not resume:
             raise WorkbenchError(f"{run_dir} already holds checkpoints from an earlier run; resume it "
                                  "(--resume) or use another output name")
-        run = _build(ctx, config, dist, device, fast_loss, compile_body, chunk, compile_loss)
+        run = _build(ctx, config, dist, device, fast_loss, compile_body, chunk, compile_loss, model_speedups)
         start, train_loss, val_loss = 0, None, None
         if resume:
             if existing is None:

@@ -198,7 +198,7 @@ def unwrap(model):
 
 
 def make_loss_module(model, objective: str, target=None, fast: bool = True, chunk: int | None = None,
-                     use_compile: bool = True):
+                     use_compile: bool = True, speedups: bool | None = None):
     """An nn.Module whose forward(batch tensors) returns (summed loss, number of terms).
 
     Built as a module so DDP can wrap it: the transformer body and the LM head are called from inside
@@ -211,7 +211,7 @@ def make_loss_module(model, objective: str, target=None, fast: bool = True, chun
     from .fast_loss import DEFAULT_CHUNK, linear_cross_entropy
     from .speed import accelerate_model
 
-    speedups = accelerate_model(model) if fast else []
+    speedups = accelerate_model(model) if (fast if speedups is None else speedups) else []
 
     class LossModule(torch.nn.Module):
         def __init__(self):
@@ -224,6 +224,7 @@ def make_loss_module(model, objective: str, target=None, fast: bool = True, chun
             else:
                 self.target = None
             self.speedups = speedups
+            self.fast = fast
 
         def forward(self, input_ids, labels=None, attention_mask=None):
             body, head = self._parts

@@ -1,0 +1,236 @@
+"""Training throughput: our trainer vs Hugging Face Trainer (fp32 and bf16=True), same model, same data, same steps.
+
+Reference shape (DESIGN.md): GPT-Neo layout, 4 layers, hidden 256, 4 heads, GPT-2 tokenizer (50,257 tokens),
+seq 256, batch 8, ../shared/corpora/alice.txt, torch.set_num_threads(2). Both trainers start from the same
+saved weights and see the same blocks in the same order (our seeded sampler's blocks are handed to the HF
+Trainer with its sequential sampler), with the same AdamW (no weight decay), warm-up + cosine schedule and
+clipping, so the loss trajectories are comparable step for step.
+
+Prints tokens/s of each (median over the steps after the first 3, and the best step; the whole-run figure
+includes start-up and compilation), the ratios, the losses after the same number of steps, our model FLOPs
+utilisation against a measured bf16 matmul peak, and (unless --no-levers) short runs that switch the levers
+on one at a time.
+
+    .venv/bin/python bench/train_throughput.py              # ~4-6 minutes on 2 free cores
+    .venv/bin/python bench/train_throughput.py --steps 20   # quicker, noisier
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHAPE = dict(layers=4, hidden=256, heads=4, context=256)
+SEQ, BATCH, LR, WARMUP = 256, 8, 5e-4, 10
+
+
+def matmul_peak(dtype, n: int = 2048, reps: int = 6) -> float:
+    """Best-of-reps GFLOP/s of an n x n x n matmul (the machine's practical peak for this dtype)."""
+    import torch
+
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def flops_per_token(vocab: int) -> float:
+    """6 x matmul parameters (incl. the LM head) + attention scores (PaLM-style), per trained token."""
+    d, layers = SHAPE["hidden"], SHAPE["layers"]
+    matmul_params = layers * 12 * d * d + vocab * d
+    return 6 * matmul_params + 12 * layers * SEQ * d
+
+
+def summarise(step_times: list[float], tokens_per_step: int) -> dict:
+    steady = step_times[3:] if len(step_times) > 4 else step_times
+    return {"median_tok_s": tokens_per_step / statistics.median(steady),
+            "best_tok_s": tokens_per_step / min(steady),
+            "steps": len(step_times)}
+
+
+# ---------------------------------------------------------------- peers
+
+
+def run_hf(model_path: str, blocks, steps: int, bf16: bool, out_dir: Path) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
+
+    class Timer(TrainerCallback):
+        def __init__(self):
+            self.times: list[float] = []
+            self._start = 0.0
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self._start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.times.append(time.perf_counter() - self._start)
+
+    class Blocks(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(blocks)
+
+        def __getitem__(self, i):
+            return {"input_ids": blocks[i], "labels": blocks[i]}
+
+    began = time.perf_counter()
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(model_path, use_safetensors=True, dtype=torch.float32)
+    args = TrainingArguments(
+        output_dir=str(out_dir), max_steps=steps, per_device_train_batch_size=BATCH, learning_rate=LR,
+        warmup_steps=WARMUP, lr_scheduler_type="cosine", weight_decay=0.0, max_grad_norm=1.0,
+        logging_steps=1, save_strategy="no", eval_strategy="no", report_to="none", use_cpu=True,
+        train_sampling_strategy="sequential", dataloader_num_workers=0, dataloader_pin_memory=False,
+        bf16=bf16, seed=0, disable_tqdm=True,
+    )
+    timer = Timer()
+    trainer = Trainer(model=model, args=args, train_dataset=Blocks(), callbacks=[timer])
+    trainer.train()
+    losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
+    return {"times": timer.times, "losses": losses, "wall_s": time.perf_counter() - began}
+
+
+def run_ours(ctx, steps: int, out: str, **options) -> dict:
+    from workbench.core.training import TrainConfig
+    from workbench.core.training.loop import train
+
+    precision = options.pop("precision", "bf16")
+    config = TrainConfig(base_model="ref", dataset="alice", out=out, steps=steps, batch=BATCH, seq=SEQ, lr=LR,
+                         warmup=WARMUP, schedule="cosine", eval_every=0, precision=precision, seed=0)
+    rows: list[dict] = []
+    began = time.perf_counter()
+    train(ctx, config, ctx.ws.jobs_dir / out, on_metrics=rows.extend, progress=False, register=False, **options)
+    train_rows = [r for r in rows if r["split"] == "train"]
+    times = [SEQ * BATCH / r["tokens_per_s"] for r in train_rows]
+    return {"times": times, "losses": [r["loss"] for r in train_rows], "wall_s": time.perf_counter() - began}
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--lever-steps", type=int, default=6)
+    parser.add_argument("--no-levers", action="store_true")
+    parser.add_argument("--no-hf-fp32", action="store_true", help="skip the (slowest) HF fp32 run")
+    parser.add_argument("--compile-body", action="store_true", help="also time torch.compile of the body")
+    parser.add_argument("--corpus", default=str(ROOT.parent / "shared" / "corpora" / "alice.txt"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from workbench.core import data
+    from workbench.core.context import open_workspace
+    from workbench.core.models import ModelShape, create_model, load_tokenizer
+    from workbench.core.training.objectives import CausalBlocks
+
+    if not Path(args.corpus).is_file():
+        print(f"corpus {args.corpus} not found", file=sys.stderr)
+        return 1
+    home = Path(tempfile.mkdtemp(prefix="wb-bench-"))
+    ctx = open_workspace(home, starter=False)
+    data.add_dataset(ctx, "alice", args.corpus)
+    record = create_model(ctx.ws, ctx.registry, "ref", "gpt-neo", ModelShape(**SHAPE), seed=0)
+    tokenizer = load_tokenizer(record.path)
+    vocab = len(tokenizer)
+    ids = data.split_token_array(ctx, "alice", "train", tokenizer)
+    source = CausalBlocks(ids, SEQ, "random", 0)  # the same sampler (seed 0) our trainer uses
+    blocks = [row for i in range(args.steps) for row in source.batch(i, BATCH)["input_ids"]]
+    tokens_per_step = SEQ * BATCH
+    print(f"shape: GPT-Neo {SHAPE['layers']}x{SHAPE['hidden']}, {SHAPE['heads']} heads, vocab {vocab}, "
+          f"{record.params / 1e6:.1f} M parameters; seq {SEQ}, batch {BATCH}, {args.steps} steps, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}", flush=True)
+
+    peak_bf16 = matmul_peak(torch.bfloat16)
+    peak_fp32 = matmul_peak(torch.float32)
+    print(f"measured matmul peak: bf16 {peak_bf16:.0f} GFLOP/s, fp32 {peak_fp32:.0f} GFLOP/s", flush=True)
+
+    results: dict[str, dict] = {}
+    print("running ours (bf16 autocast, chunked LM-head loss with compiled kernel, SDPA, fused AdamW)...", flush=True)
+    results["ours"] = run_ours(ctx, args.steps, "ours")
+    print("running HF Trainer bf16=True...", flush=True)
+    results["hf_bf16"] = run_hf(record.path, blocks, args.steps, True, home / "hf-bf16")
+    if not args.no_hf_fp32:
+        print("running HF Trainer fp32 (its default)...", flush=True)
+        results["hf_fp32"] = run_hf(record.path, blocks, args.steps, False, home / "hf-fp32")
+
+    print()
+    print(f"{'run':34s} {'tok/s median':>12s} {'tok/s best':>11s} {'whole run':>10s} {'loss@' + str(args.steps):>10s}")
+    summary = {}
+    for name, label in (("ours", "ours (default)"), ("hf_bf16", "HF Trainer bf16=True"), ("hf_fp32", "HF Trainer fp32")):
+        if name not in results:
+            continue
+        r = results[name]
+        s = summarise(r["times"], tokens_per_step)
+        s["whole_run_tok_s"] = tokens_per_step * args.steps / r["wall_s"]
+        s["final_loss"] = r["losses"][-1] if r["losses"] else None
+        s["losses"] = r["losses"]
+        summary[name] = s
+        print(f"{label:34s} {s['median_tok_s']:12,.0f} {s['best_tok_s']:11,.0f} {s['whole_run_tok_s']:10,.0f} "
+              f"{s['final_loss']:10.4f}")
+    print()
+    ours = summary["ours"]
+    for peer in ("hf_bf16", "hf_fp32"):
+        if peer in summary:
+            p = summary[peer]
+            ratio = ours["median_tok_s"] / p["median_tok_s"]
+            loss_gap = (ours["final_loss"] - p["final_loss"]) / p["final_loss"]
+            last = min(5, args.steps)
+            mean_gap = (statistics.mean(ours["losses"][-last:]) - statistics.mean(p["losses"][-last:])) \
+                / statistics.mean(p["losses"][-last:])
+            print(f"ours / {peer}: {ratio:.2f}x tokens/s (median; best-step {ours['best_tok_s'] / p['best_tok_s']:.2f}x, "
+                  f"whole run {ours['whole_run_tok_s'] / p['whole_run_tok_s']:.2f}x); loss after {args.steps} steps "
+                  f"{loss_gap * 100:+.2f}% (mean of last {last}: {mean_gap * 100:+.2f}%)")
+    fpt = flops_per_token(vocab)
+    mfu = ours["median_tok_s"] * fpt / (peak_bf16 * 1e9)
+    print(f"our MFU: {mfu * 100:.1f}% of the measured bf16 peak ({fpt / 1e6:.1f} MFLOP per token, "
+          f"{ours['median_tok_s'] * fpt / 1e9:.0f} GFLOP/s; best step {ours['best_tok_s'] * fpt / (peak_bf16 * 1e9) * 100:.1f}%)")
+
+    levers = {}
+    if not args.no_levers:
+        print(f"\nlevers, one at a time ({args.lever_steps} steps each, median tok/s after the first 3):", flush=True)
+        ladder = [
+            ("plain loop, fp32, model's own loss", dict(precision="fp32", fast_loss=False)),
+            ("+ bf16 autocast", dict(precision="bf16", fast_loss=False)),
+            ("+ SDPA attention, fused GELU", dict(precision="bf16", fast_loss=False, model_speedups=True)),
+            ("+ chunked LM head + CE (eager kernel)", dict(precision="bf16", fast_loss=True, compile_loss=False)),
+            ("+ compiled CE kernel (= default)", dict(precision="bf16", fast_loss=True)),
+        ]
+        if args.compile_body:
+            ladder.append(("+ torch.compile of the body", dict(precision="bf16", fast_loss=True, compile_body=True)))
+        base = None
+        for i, (label, options) in enumerate(ladder):
+            r = run_ours(ctx, args.lever_steps, f"lever{i}", **options)
+            s = summarise(r["times"], tokens_per_step)
+            base = base or s["median_tok_s"]
+            levers[label] = s
+            print(f"  {label:40s} {s['median_tok_s']:8,.0f} tok/s  ({s['median_tok_s'] / base:.2f}x the plain loop)",
+                  flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"summary": summary, "levers": levers, "peak_bf16_gflops": peak_bf16,
+                                               "peak_fp32_gflops": peak_fp32, "mfu": mfu}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
