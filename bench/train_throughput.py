@@ -123,18 +123,73 @@ def run_ours(ctx, steps: int, out: str, **options) -> dict:
 
 # ---------------------------------------------------------------- main
 
+LEVERS = [
+    ("plain loop, fp32, model's own loss", dict(precision="fp32", fast_loss=False)),
+    ("+ bf16 autocast", dict(precision="bf16", fast_loss=False)),
+    ("+ SDPA attention, fused GELU", dict(precision="bf16", fast_loss=False, model_speedups=True)),
+    ("+ chunked LM head + CE (eager kernel)", dict(precision="bf16", fast_loss=True, compile_loss=False)),
+    ("+ compiled CE kernel", dict(precision="bf16", fast_loss=True)),
+]
+
+
+def worker(args) -> int:
+    """One measurement in a fresh process (so allocator settings and caches of one run do not help another)."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from workbench.core import data
+    from workbench.core.context import open_workspace
+    from workbench.core.models import load_tokenizer
+    from workbench.core.training.objectives import CausalBlocks
+
+    ctx = open_workspace(args.home, starter=False)
+    record = ctx.registry.get_model("ref")
+    out: dict = {}
+    if args.worker in ("hf_bf16", "hf_fp32"):
+        ids = data.split_token_array(ctx, "alice", "train", load_tokenizer(record.path))
+        source = CausalBlocks(ids, SEQ, "random", 0)  # the same sampler (seed 0) our trainer uses
+        blocks = [row for i in range(args.steps) for row in source.batch(i, BATCH)["input_ids"]]
+        out = run_hf(record.path, blocks, args.steps, args.worker == "hf_bf16", Path(args.home) / args.worker)
+    elif args.worker == "ours":
+        out = run_ours(ctx, args.steps, "ours", compile_body=args.compile_body)
+    elif args.worker == "levers":
+        for i, (label, options) in enumerate(LEVERS):
+            out[label] = run_ours(ctx, args.steps, f"lever{i}", **options)
+    Path(args.result).write_text(json.dumps(out))
+    return 0
+
+
+def spawn(args, name: str, steps: int, env: dict | None = None) -> dict:
+    import subprocess
+
+    result = Path(args.home) / f"{name}.json"
+    command = [sys.executable, __file__, "--worker", name, "--home", str(args.home), "--result", str(result),
+               "--steps", str(steps), "--threads", str(args.threads)]
+    if args.compile_body:
+        command.append("--compile-body")
+    done = subprocess.run(command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
+    return json.loads(result.read_text())
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--lever-steps", type=int, default=6)
+    parser.add_argument("--lever-steps", type=int, default=8)
     parser.add_argument("--no-levers", action="store_true")
     parser.add_argument("--no-hf-fp32", action="store_true", help="skip the (slowest) HF fp32 run")
-    parser.add_argument("--compile-body", action="store_true", help="also time torch.compile of the body")
+    parser.add_argument("--compile-body", action="store_true", help="our run also torch.compiles the body")
     parser.add_argument("--corpus", default=str(ROOT.parent / "shared" / "corpora" / "alice.txt"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--home", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--result", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        return worker(args)
 
     import torch
 
@@ -142,37 +197,33 @@ def main() -> int:
     from workbench.core import data
     from workbench.core.context import open_workspace
     from workbench.core.models import ModelShape, create_model, load_tokenizer
-    from workbench.core.training.objectives import CausalBlocks
 
     if not Path(args.corpus).is_file():
         print(f"corpus {args.corpus} not found", file=sys.stderr)
         return 1
-    home = Path(tempfile.mkdtemp(prefix="wb-bench-"))
-    ctx = open_workspace(home, starter=False)
+    args.home = Path(tempfile.mkdtemp(prefix="wb-bench-"))
+    ctx = open_workspace(args.home, starter=False)
     data.add_dataset(ctx, "alice", args.corpus)
     record = create_model(ctx.ws, ctx.registry, "ref", "gpt-neo", ModelShape(**SHAPE), seed=0)
-    tokenizer = load_tokenizer(record.path)
-    vocab = len(tokenizer)
-    ids = data.split_token_array(ctx, "alice", "train", tokenizer)
-    source = CausalBlocks(ids, SEQ, "random", 0)  # the same sampler (seed 0) our trainer uses
-    blocks = [row for i in range(args.steps) for row in source.batch(i, BATCH)["input_ids"]]
+    vocab = len(load_tokenizer(record.path))
     tokens_per_step = SEQ * BATCH
     print(f"shape: GPT-Neo {SHAPE['layers']}x{SHAPE['hidden']}, {SHAPE['heads']} heads, vocab {vocab}, "
           f"{record.params / 1e6:.1f} M parameters; seq {SEQ}, batch {BATCH}, {args.steps} steps, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}", flush=True)
+          f"{args.threads} threads, torch {torch.__version__}; each run in its own process", flush=True)
 
     peak_bf16 = matmul_peak(torch.bfloat16)
     peak_fp32 = matmul_peak(torch.float32)
     print(f"measured matmul peak: bf16 {peak_bf16:.0f} GFLOP/s, fp32 {peak_fp32:.0f} GFLOP/s", flush=True)
 
     results: dict[str, dict] = {}
-    print("running ours (bf16 autocast, chunked LM-head loss with compiled kernel, SDPA, fused AdamW)...", flush=True)
-    results["ours"] = run_ours(ctx, args.steps, "ours")
+    print("running ours (bf16 autocast, chunked LM head + compiled CE kernel, SDPA, fused GELU, fused AdamW, "
+          "malloc reuse)...", flush=True)
+    results["ours"] = spawn(args, "ours", args.steps)
     print("running HF Trainer bf16=True...", flush=True)
-    results["hf_bf16"] = run_hf(record.path, blocks, args.steps, True, home / "hf-bf16")
+    results["hf_bf16"] = spawn(args, "hf_bf16", args.steps)
     if not args.no_hf_fp32:
         print("running HF Trainer fp32 (its default)...", flush=True)
-        results["hf_fp32"] = run_hf(record.path, blocks, args.steps, False, home / "hf-fp32")
+        results["hf_fp32"] = spawn(args, "hf_fp32", args.steps)
 
     print()
     print(f"{'run':34s} {'tok/s median':>12s} {'tok/s best':>11s} {'whole run':>10s} {'loss@' + str(args.steps):>10s}")
@@ -188,6 +239,8 @@ def main() -> int:
         summary[name] = s
         print(f"{label:34s} {s['median_tok_s']:12,.0f} {s['best_tok_s']:11,.0f} {s['whole_run_tok_s']:10,.0f} "
               f"{s['final_loss']:10.4f}")
+    print("(median and best: per-step tokens/s after the first 3 steps; whole run: steps x tokens / wall time of "
+          "the training call, start-up and compilation included)")
     print()
     ours = summary["ours"]
     for peer in ("hf_bf16", "hf_fp32"):
@@ -208,23 +261,16 @@ def main() -> int:
 
     levers = {}
     if not args.no_levers:
-        print(f"\nlevers, one at a time ({args.lever_steps} steps each, median tok/s after the first 3):", flush=True)
-        ladder = [
-            ("plain loop, fp32, model's own loss", dict(precision="fp32", fast_loss=False)),
-            ("+ bf16 autocast", dict(precision="bf16", fast_loss=False)),
-            ("+ SDPA attention, fused GELU", dict(precision="bf16", fast_loss=False, model_speedups=True)),
-            ("+ chunked LM head + CE (eager kernel)", dict(precision="bf16", fast_loss=True, compile_loss=False)),
-            ("+ compiled CE kernel (= default)", dict(precision="bf16", fast_loss=True)),
-        ]
-        if args.compile_body:
-            ladder.append(("+ torch.compile of the body", dict(precision="bf16", fast_loss=True, compile_body=True)))
+        print(f"\nlevers, one at a time ({args.lever_steps} steps each, median tok/s after the first 3; "
+              "the last line is the default run above):", flush=True)
+        runs = spawn(args, "levers", args.lever_steps, env={"WORKBENCH_MALLOC_TUNE": "0"})
         base = None
-        for i, (label, options) in enumerate(ladder):
-            r = run_ours(ctx, args.lever_steps, f"lever{i}", **options)
-            s = summarise(r["times"], tokens_per_step)
+        for label, _ in LEVERS:
+            levers[label] = summarise(runs[label]["times"], tokens_per_step)
+        levers["+ malloc keeps freed blocks (= default, run above)"] = {"median_tok_s": ours["median_tok_s"]}
+        for label, s in levers.items():
             base = base or s["median_tok_s"]
-            levers[label] = s
-            print(f"  {label:40s} {s['median_tok_s']:8,.0f} tok/s  ({s['median_tok_s'] / base:.2f}x the plain loop)",
+            print(f"  {label:42s} {s['median_tok_s']:8,.0f} tok/s  ({s['median_tok_s'] / base:.2f}x the plain loop)",
                   flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"summary": summary, "levers": levers, "peak_bf16_gflops": peak_bf16,

@@ -168,6 +168,7 @@ def _build(ctx, config: TrainConfig, dist: _Dist, device: str, fast_loss: bool, 
     from ..models import _read_config, arch_of, load_tokenizer
     from .methods import apply_method
     from .objectives import RandomTokens, letter_target, make_loss_module
+    from .speed import keep_freed_memory
 
     base = ctx.registry.get_model(config.base_model)
     arch = arch_of(_read_config(Path(base.path)))
@@ -184,11 +185,12 @@ def _build(ctx, config: TrainConfig, dist: _Dist, device: str, fast_loss: bool, 
         val_source = RandomTokens(_vocab_size(base.path), config.seq, config.seed + 7)
 
     torch.manual_seed(config.seed)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(base.path, use_safetensors=True, trust_remote_code=False,
-                                                     dtype=torch.float32)
-    except Exception as error:  # noqa: BLE001 - a broken folder fails in many ways
-        raise WorkbenchError(f"cannot load '{base.name}' for training: {str(error).splitlines()[0]}") from None
+    with _quiet_hf():
+        try:
+            model = AutoModelForCausalLM.from_pretrained(base.path, use_safetensors=True, trust_remote_code=False,
+                                                         dtype=torch.float32)
+        except Exception as error:  # noqa: BLE001 - a broken folder fails in many ways
+            raise WorkbenchError(f"cannot load '{base.name}' for training: {str(error).splitlines()[0]}") from None
     model.config.use_cache = False
     model, info = apply_method(model, config, arch)
     model.to(device)
@@ -196,6 +198,7 @@ def _build(ctx, config: TrainConfig, dist: _Dist, device: str, fast_loss: bool, 
     _say(dist, f"method: {info.describe()}")
 
     autocast_dtype = resolve_precision(config.precision, device)
+    allocator = fast_loss and device.startswith("cpu") and keep_freed_memory()
     loss_module = make_loss_module(model, config.objective, target=target, fast=fast_loss, chunk=chunk,
                                    use_compile=compile_loss, speedups=model_speedups)
     loss_module.to(device)
@@ -204,6 +207,8 @@ def _build(ctx, config: TrainConfig, dist: _Dist, device: str, fast_loss: bool, 
         notes.append("chunked LM-head loss" + (" (compiled kernel)" if compile_loss else ""))
     if autocast_dtype is not None:
         notes.append("bf16 autocast")
+    if allocator:
+        notes.append("malloc keeps freed blocks")
     _say(dist, f"speed: {', '.join(notes) or 'plain fp32'}")
     if compile_body:
         body, head = loss_module._parts
@@ -218,6 +223,22 @@ def _build(ctx, config: TrainConfig, dist: _Dist, device: str, fast_loss: bool, 
     optimizer = _make_optimizer(params, config, device)
     return _Run(model, tokenizer, loss_module, wrapped, params, optimizer, source, val_source, arch, device,
                 autocast_dtype, info)
+
+
+class _quiet_hf:
+    """transformers' own progress bars ("Loading weights", "Writing model shards") off for a moment."""
+
+    def __enter__(self):
+        from transformers.utils import logging as hf_logging
+
+        self.was_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+
+    def __exit__(self, *exc) -> None:
+        from transformers.utils import logging as hf_logging
+
+        if self.was_on:
+            hf_logging.enable_progress_bar()
 
 
 def _vocab_size(folder: str) -> int:
@@ -246,16 +267,9 @@ def _export_model(run: _Run, config: TrainConfig, folder: Path) -> None:
     """The registrable model folder: full weights or a PEFT adapter, tokenizer files, template."""
     from ..models import TEMPLATE_FILE
 
-    from transformers.utils import logging as hf_logging
-
     folder.mkdir(parents=True, exist_ok=True)
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # no "Writing model shards" bar inside our own
-    try:
+    with _quiet_hf():  # no "Writing model shards" bar inside our own
         run.model.save_pretrained(str(folder), safe_serialization=True)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
     run.tokenizer.save_pretrained(str(folder))
     if config.objective == "instruct":
         tok = run.tokenizer
