@@ -307,3 +307,11 @@ def test_grad_accumulation_equals_a_bigger_batch(two_archs, tmp_path):
     for x, y in zip(a, b):
         assert x["loss"] == pytest.approx(y["loss"], rel=1e-5)
         assert x["grad_norm"] == pytest.approx(y["grad_norm"], rel=1e-4)
+
+
+def test_kl_letter_on_dataset_blocks(two_archs, tmp_path):
+    config = cfg(base_model="g1", dataset="words", out="g1-x", objective="kl-letter", steps=3, seq=16, eval_every=3)
+    result, rows = run(two_archs, config, tmp_path / "run")
+    assert [r["split"] for r in rows] == ["train", "train", "train", "val"]
+    assert result.model.meta["objective"] == "kl-letter" and result.model.dataset == "words"
+    assert rows[-2]["loss"] < rows[0]["loss"]
