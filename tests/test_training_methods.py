@@ -315,3 +315,30 @@ def test_kl_letter_on_dataset_blocks(two_archs, tmp_path):
     assert [r["split"] for r in rows] == ["train", "train", "train", "val"]
     assert result.model.meta["objective"] == "kl-letter" and result.model.dataset == "words"
     assert rows[-2]["loss"] < rows[0]["loss"]
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_sdpa_attention_patch_matches_gpt_neo_eager(ctx, layers):
+    """The GPU-only SDPA replacement of GPT-Neo attention computes the same outputs and gradients
+    (checked here on CPU, including a local layer with a window shorter than the sequence)."""
+    import torch
+    from transformers import AutoModelForCausalLM, GPTNeoConfig
+
+    from workbench.core.training.speed import accelerate_model
+
+    config = GPTNeoConfig(num_layers=layers, hidden_size=32, num_heads=2, max_position_embeddings=64,
+                          vocab_size=300, window_size=8, attention_types=[[["global", "local"], 1]] if layers == 2
+                          else [[["global"], 1]])
+    torch.manual_seed(0)
+    eager = AutoModelForCausalLM.from_config(config)
+    patched = AutoModelForCausalLM.from_config(config)
+    patched.load_state_dict(eager.state_dict())
+    assert accelerate_model(patched, attention=True)[0].startswith("sdpa attention")
+    ids = torch.randint(0, 300, (2, 20))
+    a = eager(input_ids=ids, labels=ids)
+    b = patched(input_ids=ids, labels=ids)
+    assert torch.allclose(a.logits, b.logits, atol=1e-4)
+    a.loss.backward()
+    b.loss.backward()
+    for (name, p), q in zip(eager.named_parameters(), patched.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-5), name
