@@ -181,3 +181,52 @@ def test_agrees_with_lm_evaluation_harness(tiny_models, tmp_path):
         theirs = -float(resp[0] if isinstance(resp, (list, tuple)) else resp)
         ours = perplexity(loaded, doc, batch_size=3).nll_sum
         assert ours == pytest.approx(theirs, rel=1e-4), doc[:40]
+
+
+def test_chunk_nll_equals_cross_entropy():
+    import torch
+
+    from workbench.core.evaluation.perplexity import _chunk_nll
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(37, 1000, generator=gen) * 5
+    targets = torch.randint(0, 1000, (37,), generator=gen)
+    expected = torch.nn.functional.cross_entropy(logits.double(), targets, reduction="sum")
+    got = _chunk_nll(logits, targets)
+    assert got.dtype == torch.float64
+    assert float(got) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_onednn_mode_matches_torch_matmuls():
+    import torch
+
+    from workbench.core.evaluation.perplexity import _onednn_mode, onednn_enabled
+
+    if not onednn_enabled():
+        pytest.skip("oneDNN linear not available in this torch build")
+    gen = torch.Generator().manual_seed(0)
+    x, w, b = torch.randn(2, 7, 16, generator=gen), torch.randn(24, 16, generator=gen), torch.randn(24, generator=gen)
+    conv_w = torch.randn(16, 24, generator=gen)  # transformers' Conv1D layout (in, out)
+    x2 = x.reshape(-1, 16)
+    expected = (torch.nn.functional.linear(x, w, b), torch.nn.functional.linear(x, w), torch.addmm(b, x2, conv_w),
+                torch.addmm(b, x2, conv_w, beta=0.5), torch.nn.functional.linear(x.double(), w.double()))
+    with torch.inference_mode(), _onednn_mode():
+        got = (torch.nn.functional.linear(x, w, b), torch.nn.functional.linear(x, w), torch.addmm(b, x2, conv_w),
+               torch.addmm(b, x2, conv_w, beta=0.5), torch.nn.functional.linear(x.double(), w.double()))
+    for g, e in zip(got, expected):
+        assert g.shape == e.shape and g.dtype == e.dtype
+        assert torch.allclose(g, e, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "gpt-neo"])
+def test_onednn_path_equals_torch_path(tiny_models, arch, monkeypatch):
+    """The oneDNN fp32 route (default on CPU) and torch's own matmuls (WORKBENCH_ONEDNN=0) agree to ~1e-6."""
+    from workbench.core.evaluation import perplexity as ppl
+
+    loaded = tiny_models[arch]
+    fast = ppl.perplexity(loaded, TEXT, context=32, stride=8, batch_size=3, logits_chunk=70)
+    monkeypatch.setenv("WORKBENCH_ONEDNN", "0")
+    assert not ppl.onednn_enabled()
+    plain = ppl.perplexity(loaded, TEXT, context=32, stride=8, batch_size=3, logits_chunk=70)
+    assert fast.tokens == plain.tokens
+    assert fast.nll_sum == pytest.approx(plain.nll_sum, rel=1e-6)

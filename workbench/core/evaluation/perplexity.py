@@ -93,13 +93,78 @@ def _batches(windows: list[Window], batch_size: int) -> list[list[Window]]:
     return batches
 
 
+_ONEDNN = {"ok": None}
+
+
+def onednn_enabled() -> bool:
+    """Whether fp32 CPU matrix products may be routed to oneDNN: the op exists and passed a self-check."""
+    import os
+
+    if os.environ.get("WORKBENCH_ONEDNN", "1") == "0":
+        return False
+    if _ONEDNN["ok"] is None:
+        import torch
+
+        ok = False
+        try:
+            if torch.backends.mkldnn.is_available():
+                gen = torch.Generator().manual_seed(0)
+                x, w = torch.randn(3, 5, 8, generator=gen), torch.randn(6, 8, generator=gen)
+                b = torch.randn(6, generator=gen)
+                got = torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
+                ok = bool(torch.allclose(got, torch.nn.functional.linear(x, w, b), rtol=1e-5, atol=1e-5))
+        except Exception:  # noqa: BLE001 - op missing or unsupported build: keep torch's own matmuls
+            ok = False
+        _ONEDNN["ok"] = ok
+    return _ONEDNN["ok"]
+
+
+def _onednn_mode():
+    """A TorchFunctionMode sending fp32 CPU F.linear / 2-D torch.addmm(bias, x, w) to oneDNN."""
+    import torch
+    import torch.nn.functional as F
+    from torch.overrides import TorchFunctionMode
+
+    linear_pointwise = torch.ops.mkldnn._linear_pointwise
+
+    def fits(x, w) -> bool:
+        return (x.dtype == torch.float32 and w.dtype == torch.float32 and x.device.type == "cpu"
+                and w.device.type == "cpu" and not x.is_mkldnn and not w.is_mkldnn and x.dim() >= 2
+                and w.dim() == 2 and x.shape[-1] == w.shape[1])
+
+    class OneDNNMatmuls(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func is F.linear:
+                x, w = args[0], (args[1] if len(args) > 1 else kwargs.get("weight"))
+                b = args[2] if len(args) > 2 else kwargs.get("bias")
+                if w is not None and fits(x, w) and (b is None or (b.dtype == torch.float32 and b.dim() == 1)):
+                    return linear_pointwise(x, w, b, "none", [], "")
+            elif func is torch.addmm and len(args) == 3 and not kwargs:  # transformers' Conv1D
+                b, x, w = args
+                if (isinstance(b, torch.Tensor) and b.dim() == 1 and b.dtype == torch.float32
+                        and x.dim() == 2 and fits(x, w.t())):
+                    return linear_pointwise(x, w.t(), b, "none", [], "")
+            return func(*args, **kwargs)
+
+    return OneDNNMatmuls()
+
+
+def _chunk_nll(logits, targets):
+    """Summed NLL of a (rows, vocab) logits chunk: logsumexp - logit of the target, fp32, summed in fp64."""
+    import torch
+
+    x = logits.float()
+    picked = x.gather(1, targets[:, None]).squeeze(1)
+    return (torch.logsumexp(x, 1) - picked).sum(dtype=torch.float64)
+
+
 def score_ids(model, ids: list[int], context: int, stride: int | None = None, batch_size: int = 8,
               dtype: str = "fp32", device: str | None = None, logits_chunk: int = 512,
               on_progress: ProgressCallback | None = None,
               should_stop: Callable[[], bool] | None = None) -> tuple[float, int, int]:
     """Summed NLL of S[1:] for S = ids (ids[0] is the prefix token). Returns (nll_sum, scored, windows)."""
     import torch
-    import torch.nn.functional as F
 
     if batch_size < 1:
         raise WorkbenchError(f"batch size must be at least 1 (got {batch_size})")
@@ -110,13 +175,19 @@ def score_ids(model, ids: list[int], context: int, stride: int | None = None, ba
         raise WorkbenchError(f"unknown precision '{dtype}': use fp32 or bf16")
     autocast = (torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
                 if dtype == "bf16" else _null())
+    on_cpu = device.split(":")[0] == "cpu"
+    if on_cpu:
+        from ..training.speed import keep_freed_memory
+
+        keep_freed_memory()
+    matmuls = _onednn_mode() if dtype == "fp32" and on_cpu and onednn_enabled() else _null()
     split = _split_model(model)
     sequence = torch.tensor(ids, dtype=torch.long)
-    nll = torch.zeros((), dtype=torch.float64)
+    nll = torch.zeros((), dtype=torch.float64, device=device)
     done = 0
     if on_progress:
         on_progress(0, total)
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode(), autocast, matmuls:
         for batch in _batches(windows, batch_size):
             if should_stop and should_stop():
                 raise EvaluationCancelled("evaluation cancelled")
@@ -132,8 +203,8 @@ def score_ids(model, ids: list[int], context: int, stride: int | None = None, ba
             rows = torch.cat([hidden[i, length - w.scored:] for i, w in enumerate(batch)])
             for begin in range(0, rows.shape[0], logits_chunk):
                 chunk = rows[begin:begin + logits_chunk]
-                logits = (head(chunk) if head is not None else chunk).float()
-                nll += F.cross_entropy(logits, targets[begin:begin + logits_chunk], reduction="sum").double().cpu()
+                logits = head(chunk) if head is not None else chunk
+                nll += _chunk_nll(logits, targets[begin:begin + logits_chunk])
             done += targets.numel()
             if on_progress:
                 on_progress(done, total)
