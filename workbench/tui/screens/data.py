@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Static
 
 from ...core.errors import WorkbenchError
 from ..format import human_count
+from ..widgets.tables import refill, selected_key
 from .base import WorkbenchScreen
 from .dialogs import ConfirmDialog, FilePickerDialog, FormField, PickDialog
 
@@ -45,11 +46,7 @@ class DataScreen(WorkbenchScreen):
 
     @property
     def selected(self) -> str | None:
-        table = self.query_one("#data-table", DataTable)
-        if table.row_count == 0:
-            return None
-        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        return row_key.value
+        return selected_key(self.query_one("#data-table", DataTable))
 
     def refresh_data(self) -> None:
         try:
@@ -57,15 +54,10 @@ class DataScreen(WorkbenchScreen):
         except Exception:  # noqa: BLE001 - not composed yet
             return
         keep = self.selected
-        datasets = self.ctx.registry.list_datasets()
-        table.clear()
-        for record in datasets:
-            splits = record.splits or {}
-            table.add_row(record.name, record.kind, human_count(record.tokens),
-                          *(human_count(splits.get(s)) for s in ("train", "val", "test")), key=record.name)
-        names = [d.name for d in datasets]
-        if keep in names:
-            table.move_cursor(row=names.index(keep))
+        rows = [(record.name, [record.name, record.kind, human_count(record.tokens),
+                               *(human_count((record.splits or {}).get(s)) for s in ("train", "val", "test"))])
+                for record in self.ctx.registry.list_datasets()]
+        refill(table, rows, keep)
         self.show_detail()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

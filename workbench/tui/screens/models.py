@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Static
 
 from ...core.errors import WorkbenchError
 from ..format import human_count, number, when
+from ..widgets.tables import refill, selected_key
 from .base import WorkbenchScreen
 from .dialogs import ConfirmDialog, FormDialog, FormField
 
@@ -73,11 +74,7 @@ class ModelsScreen(WorkbenchScreen):
 
     @property
     def selected(self) -> str | None:
-        table = self.query_one("#models-table", DataTable)
-        if table.row_count == 0:
-            return None
-        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        return row_key.value
+        return selected_key(self.query_one("#models-table", DataTable))
 
     def refresh_data(self) -> None:
         try:
@@ -86,16 +83,13 @@ class ModelsScreen(WorkbenchScreen):
             return
         keep = self.selected
         registry = self.ctx.registry
-        models = registry.list_models()
-        table.clear()
-        for record in models:
+        rows = []
+        for record in registry.list_models():
             ppl = latest_perplexity(registry.evaluations(model=record.name))
             arch = record.arch + ("+lora" if record.adapter else "")
-            table.add_row(record.name, human_count(record.params), record.parent or "-", number(ppl), arch,
-                          record.source, when(record.created_at), key=record.name)
-        names = [m.name for m in models]
-        if keep in names:
-            table.move_cursor(row=names.index(keep))
+            rows.append((record.name, [record.name, human_count(record.params), record.parent or "-",
+                                       number(ppl), arch, record.source, when(record.created_at)]))
+        refill(table, rows, keep)
         self.show_detail()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

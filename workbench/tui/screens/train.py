@@ -24,6 +24,7 @@ from textual.widgets import (Button, DataTable, Input, Label, Log, ProgressBar, 
 from ...core.errors import WorkbenchError
 from ..format import duration, number
 from ..widgets.loss_chart import LossChart
+from ..widgets.tables import refill, selected_key
 from .base import WorkbenchScreen
 from .dialogs import ConfirmDialog
 
@@ -331,11 +332,8 @@ class TrainScreen(WorkbenchScreen):
 
     @property
     def selected_job(self) -> int | None:
-        table = self.query_one("#jobs-table", DataTable)
-        if table.row_count == 0:
-            return None
-        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        return int(row_key.value)
+        key = selected_key(self.query_one("#jobs-table", DataTable))
+        return None if key is None else int(key)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "jobs-table" and event.row_key is not None:
@@ -412,15 +410,10 @@ class TrainScreen(WorkbenchScreen):
             self.jobs = jobs
             return
         self.jobs = jobs
-        keep = self.watched
-        table.clear()
-        for job in reversed(jobs):  # newest first
-            table.add_row(str(job.id), job.status, job.out_model, f"{job.step}/{job.total_steps}",
-                          key=str(job.id))
-        ids = [j.id for j in reversed(jobs)]
-        if keep in ids:
-            with table.prevent(DataTable.RowHighlighted):
-                table.move_cursor(row=ids.index(keep))
+        keep = None if self.watched is None else str(self.watched)
+        rows = [(str(job.id), [str(job.id), job.status, job.out_model, f"{job.step}/{job.total_steps}"])
+                for job in reversed(jobs)]  # newest first
+        refill(table, rows, keep, quiet=True)
 
     def show_job(self) -> None:
         title = self.query_one("#job-title", Label)
