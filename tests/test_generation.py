@@ -66,3 +66,13 @@ def test_dialogue_alternates_speakers_and_sees_the_transcript(loaded):
     assert all(t.text and t.model == "tiny-neo" for t in turns)
     with pytest.raises(WorkbenchError, match="turns"):
         list(run_dialogue((loaded, loaded), "x", 0, GenerationSettings()))
+
+
+def test_a_set_stop_event_ends_generation_and_the_dialogue(loaded):
+    import threading
+
+    stop = threading.Event()
+    stop.set()
+    output = generate(loaded, ["Alice"], GenerationSettings(max_new_tokens=50), stop=stop)[0]
+    assert output.new_tokens <= 1  # stops after the first token instead of producing 50
+    assert list(run_dialogue((loaded, loaded), "Hi", 4, GenerationSettings(max_new_tokens=50), stop=stop)) == []

@@ -113,8 +113,11 @@ def _batch_tensors(loaded: LoadedModel, id_lists: list[list[int]]):
 
 
 def generate(loaded: LoadedModel, prompts: list[str], settings: GenerationSettings,
-             warn: Callable[[str], None] | None = None) -> list[GenerationOutput]:
-    """Continue every prompt in one batched call. num_return_sequences outputs per prompt, in order."""
+             warn: Callable[[str], None] | None = None,
+             stop: threading.Event | None = None) -> list[GenerationOutput]:
+    """Continue every prompt in one batched call. num_return_sequences outputs per prompt, in order.
+
+    Setting `stop` (from another thread) ends generation after the current token."""
     import torch
 
     settings.validate()
@@ -129,6 +132,7 @@ def generate(loaded: LoadedModel, prompts: list[str], settings: GenerationSettin
     _seed(settings)
     with torch.inference_mode():
         output = loaded.model.generate(input_ids=input_ids, attention_mask=mask,
+                                       stopping_criteria=_stop_criteria(stop),
                                        **settings.generate_kwargs(loaded.tokenizer))
     new = output[:, input_ids.shape[1]:].tolist()
     results = []
@@ -138,6 +142,17 @@ def generate(loaded: LoadedModel, prompts: list[str], settings: GenerationSettin
         text = loaded.tokenizer.decode(ids, skip_special_tokens=True)
         results.append(GenerationOutput(prompts[source], text, len(ids), ids, encoded[source][1]))
     return results
+
+
+def _stop_criteria(stop: threading.Event | None):
+    """A StoppingCriteriaList that ends generation once `stop` is set."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _StopOnEvent(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return bool(stop is not None and stop.is_set())
+
+    return StoppingCriteriaList([_StopOnEvent()])
 
 
 def _strip_padding(ids: list[int], eos: int) -> list[int]:
@@ -151,8 +166,6 @@ def stream(loaded: LoadedModel, prompt: str, settings: GenerationSettings,
            stop: threading.Event | None = None, warn: Callable[[str], None] | None = None) -> Iterator[str]:
     """Yield text pieces as tokens are generated; setting `stop` ends generation early."""
     import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
     settings = GenerationSettings.from_dict({**settings.to_dict(), "num_return_sequences": 1}).validate()
     budget = prompt_budget(loaded, settings)
     ids, truncated = encode_prompt(loaded, prompt, budget)
@@ -160,10 +173,6 @@ def stream(loaded: LoadedModel, prompt: str, settings: GenerationSettings,
         warn(f"prompt longer than the context: kept its last {budget} tokens")
     input_ids, mask = _batch_tensors(loaded, [ids])
     streamer = _TokenStreamer(loaded.tokenizer)
-
-    class _StopOnEvent(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            return bool(stop is not None and stop.is_set())
 
     errors: list[BaseException] = []
 
@@ -173,7 +182,7 @@ def stream(loaded: LoadedModel, prompt: str, settings: GenerationSettings,
             with torch.inference_mode():
                 loaded.model.generate(
                     input_ids=input_ids, attention_mask=mask, streamer=streamer,
-                    stopping_criteria=StoppingCriteriaList([_StopOnEvent()]),
+                    stopping_criteria=_stop_criteria(stop),
                     **settings.generate_kwargs(loaded.tokenizer),
                 )
         except BaseException as error:  # noqa: BLE001 - re-raised in the consumer's thread
@@ -280,7 +289,9 @@ def run_dialogue(models: tuple[LoadedModel, LoadedModel], opening: str, turns: i
         turn_settings = settings
         if settings.seed is not None:  # different but reproducible draws per turn
             turn_settings = GenerationSettings.from_dict({**settings.to_dict(), "seed": settings.seed + index})
-        output = generate(loaded, [dialogue_prompt(transcript)], turn_settings, warn=None)[0]
+        output = generate(loaded, [dialogue_prompt(transcript)], turn_settings, stop=stop)[0]
+        if stop is not None and stop.is_set():  # stopped mid-turn: drop the cut-off reply
+            return
         turn = DialogueTurn(speaker, loaded.name, clean_reply(output.text) or "...")
         transcript.append(turn)
         yield turn
