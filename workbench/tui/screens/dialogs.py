@@ -16,6 +16,25 @@ from textual.widgets.option_list import Option
 from ...core.errors import WorkbenchError
 
 
+
+def compose_field(field: FormField) -> ComposeResult:
+    """One labelled form row: a Select for fields with choices, else an Input (id f-<name>)."""
+    with Horizontal(classes="field"):
+        yield Label(field.label, classes="field-label")
+        if field.choices:
+            yield Select([(c, c) for c in field.choices], value=field.value or field.choices[0],
+                         allow_blank=False, id=f"f-{field.name}", compact=True)
+        else:
+            yield Input(str(field.value), placeholder=field.placeholder, id=f"f-{field.name}", compact=True)
+
+
+def compose_buttons(submit_label: str) -> ComposeResult:
+    """The error line and the submit / cancel buttons every form dialog ends with."""
+    yield Label("", id="form-error", classes="error", markup=False)
+    with Horizontal(classes="buttons"):
+        yield Button(submit_label, variant="primary", id="ok", compact=True)
+        yield Button("Cancel (esc)", id="cancel", compact=True)
+
 class ConfirmDialog(ModalScreen[dict | None]):
     """A yes/no question; optional checkbox (e.g. "also delete its files"). Returns {"checked": bool}."""
 
@@ -80,18 +99,8 @@ class FormDialog(ModalScreen[dict | None]):
                 if field.flag:
                     yield Checkbox(field.label, value=bool(field.value), id=f"f-{field.name}", compact=True)
                     continue
-                with Horizontal(classes="field"):
-                    yield Label(field.label, classes="field-label")
-                    if field.choices:
-                        yield Select([(c, c) for c in field.choices], value=field.value or field.choices[0],
-                                     allow_blank=False, id=f"f-{field.name}", compact=True)
-                    else:
-                        yield Input(str(field.value), placeholder=field.placeholder, id=f"f-{field.name}",
-                                    compact=True)
-            yield Label("", id="form-error", classes="error", markup=False)
-            with Horizontal(classes="buttons"):
-                yield Button(self.submit_label, variant="primary", id="ok", compact=True)
-                yield Button("Cancel (esc)", id="cancel", compact=True)
+                yield from compose_field(field)
+            yield from compose_buttons(self.submit_label)
 
     def values(self) -> dict:
         values = {}
@@ -190,18 +199,8 @@ class FilePickerDialog(ModalScreen[dict | None]):
             yield Input(placeholder=str(self.start) + "/...", id="path", compact=True)
             yield DirectoryTree(self.start, id="tree")
             for field in self.fields:
-                with Horizontal(classes="field"):
-                    yield Label(field.label, classes="field-label")
-                    if field.choices:
-                        yield Select([(c, c) for c in field.choices], value=field.value or field.choices[0],
-                                     allow_blank=False, id=f"f-{field.name}", compact=True)
-                    else:
-                        yield Input(str(field.value), placeholder=field.placeholder, id=f"f-{field.name}",
-                                    compact=True)
-            yield Label("", id="form-error", classes="error", markup=False)
-            with Horizontal(classes="buttons"):
-                yield Button("Add", variant="primary", id="ok", compact=True)
-                yield Button("Cancel (esc)", id="cancel", compact=True)
+                yield from compose_field(field)
+            yield from compose_buttons("Add")
 
     def on_mount(self) -> None:
         self.query_one("#path", Input).focus()
