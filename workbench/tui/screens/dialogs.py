@@ -79,7 +79,36 @@ class FormField:
         self.choices, self.placeholder, self.flag, self.check = choices, placeholder, flag, check
 
 
-class FormDialog(ModalScreen[dict | None]):
+class _FormScreen(ModalScreen[dict | None]):
+    """A modal form: Enter or OK submits when `problem()` finds nothing, dismissing with `values()`;
+    Esc or Cancel dismisses with None. Subclasses compose the fields and define those two methods."""
+
+    def problem(self) -> str | None:
+        raise NotImplementedError
+
+    def values(self) -> dict:
+        raise NotImplementedError
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.action_submit() if event.button.id == "ok" else self.action_cancel()
+
+    def action_submit(self) -> None:
+        problem = self.problem()
+        if problem:
+            self.query_one("#form-error", Label).update(problem)
+            return
+        self.dismiss(self.values())
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class FormDialog(_FormScreen):
     """A titled form; Enter submits, Esc cancels. `validate(values)` raises WorkbenchError to refuse."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "submit", "OK", show=False)]
@@ -132,23 +161,6 @@ class FormDialog(ModalScreen[dict | None]):
         if getattr(self, "_live", False):
             self.query_one("#form-error", Label).update(self.problem() or "")
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.action_submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        self.action_submit() if event.button.id == "ok" else self.action_cancel()
-
-    def action_submit(self) -> None:
-        problem = self.problem()
-        if problem:
-            self.query_one("#form-error", Label).update(problem)
-            return
-        self.dismiss(self.values())
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
 
 class PickDialog(ModalScreen[str | None]):
@@ -179,7 +191,7 @@ class PickDialog(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class FilePickerDialog(ModalScreen[dict | None]):
+class FilePickerDialog(_FormScreen):
     """Pick a file: type a path (checked as you type) or browse a directory tree (Enter on a file).
 
     Extra fields (name, kind) travel with it. Returns {"path": ..., **fields} or None."""
@@ -240,25 +252,10 @@ class FilePickerDialog(ModalScreen[dict | None]):
                 name_input.value = Path(event.path).stem
         path_input.focus()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.action_submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        self.action_submit() if event.button.id == "ok" else self.action_cancel()
-
     def action_focus_tree(self) -> None:
         self.query_one("#tree", DirectoryTree).focus()
 
-    def action_submit(self) -> None:
-        problem = self.problem()
-        if problem:
-            self.query_one("#form-error", Label).update(problem)
-            return
+    def values(self) -> dict:
         result = {"path": str(Path(self.query_one("#path", Input).value.strip()).expanduser())}
         result.update({f.name: self._value(f) for f in self.fields})
-        self.dismiss(result)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+        return result
