@@ -3,7 +3,6 @@ what lands in the registry. Workers are awaited (app.workers.wait_for_complete),
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
 import time
@@ -16,39 +15,7 @@ from workbench.core.context import open_workspace
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.widgets.transcript import Bubble
 
-SIZE = (100, 30)
-TEXT = ("Alice was beginning to get very tired of sitting by her sister on the bank, and of having "
-        "nothing to do: once or twice she had peeped into the book her sister was reading.\n\n") * 30
-
-
-def notes(app) -> list[str]:
-    return [n.message for n in app._notifications]
-
-
-def visible_text(widget) -> str:
-    """The text a Static/Label shows (Rich renderables rendered wide, without wrapping)."""
-    from rich.console import Console
-    from textual.content import Content
-
-    content = widget.render()
-    if isinstance(content, Content):
-        return content.plain
-    console = Console(width=400, record=True, file=io.StringIO())
-    console.print(getattr(content, "_renderable", content))
-    return console.export_text()
-
-
-def table_column(table: DataTable, index: int = 0) -> list[str]:
-    return [str(table.get_row_at(row)[index]) for row in range(table.row_count)]
-
-
-def select_row(table: DataTable, name: str) -> None:
-    table.move_cursor(row=table_column(table).index(name))
-
-
-async def settle(pilot) -> None:
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+from tui_helpers import SIZE, TEXT, notes, select_row, settle, table_column, visible_text  # noqa: F401
 
 
 @pytest.fixture
@@ -155,7 +122,8 @@ async def test_models_detail_shows_lineage_and_evaluations(home):
         detail = visible_text(app.screen.query_one("#model-detail-text", Static))
         assert "child <- tiny-neo" in detail
         assert "perplexity" in detail and "123.5" in detail
-        assert "123.5" in [str(c) for c in table.get_row_at(table_column(table).index("child"))]
+        # the table says which data the figure belongs to
+        assert "123.5 on alice:test" in [str(c) for c in table.get_row_at(table_column(table).index("child"))]
 
 
 async def test_model_errors_become_notifications_with_the_core_message(home):

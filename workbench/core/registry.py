@@ -19,9 +19,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-import sqlite_utils
-
 from .errors import WorkbenchError
+from .sqlite_import import import_sqlite_utils
+
+sqlite_utils = import_sqlite_utils()
 
 BUSY_TIMEOUT_MS = 30_000
 

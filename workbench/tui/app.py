@@ -18,16 +18,9 @@ from textual.signal import Signal
 
 from ..core.context import Context, open_workspace
 from ..core.errors import WorkbenchError
-
-# mode name -> (key, title, "module:Class")
-MODES_SPEC: dict[str, tuple[str, str, str]] = {
-    "models": ("1", "Models", "models:ModelsScreen"),
-    "data": ("2", "Data", "data:DataScreen"),
-    "train": ("3", "Train", "train:TrainScreen"),
-    "chat": ("4", "Chat", "chat:ChatScreen"),
-    "dialogue": ("5", "Dialogue", "dialogue:DialogueScreen"),
-    "evaluate": ("6", "Evaluate", "evaluate:EvaluateScreen"),
-}
+from .format import one_line
+from .modes import MODES_SPEC
+from .workers import StarterFailed, StarterPrepared, prepare_starter
 
 
 def _screen_factory(target: str):
@@ -37,14 +30,6 @@ def _screen_factory(target: str):
         return getattr(module, class_name)()
 
     return make
-
-
-def one_line(error: BaseException) -> str:
-    """The message a user sees: a WorkbenchError's own line, else the type and first line."""
-    if isinstance(error, WorkbenchError):
-        return str(error)
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 class WorkbenchApp(App):
@@ -58,6 +43,8 @@ class WorkbenchApp(App):
         *[Binding(f"f{key}", f"show_mode('{name}')", "Modes" if key == "1" else title,
                   show=key == "1", key_display="F1-6" if key == "1" else None, priority=True)
           for name, (key, title, _) in MODES_SPEC.items()],
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
     def __init__(self, home: str | Path | None = None, *, ctx: Context | None = None,
@@ -66,6 +53,7 @@ class WorkbenchApp(App):
         self.ctx = ctx or open_workspace(home, starter=False)
         self.start_mode = start_mode
         self._model_cache = None
+        self.preparing_starter = False  # True while a fresh workspace's starter models are made
         # Published (with what changed: "models", "datasets", ...) after a worker changes the registry.
         self.registry_changed: Signal[str] = Signal(self, "registry-changed")
         self.sub_title = str(self.ctx.ws.home)
@@ -93,13 +81,27 @@ class WorkbenchApp(App):
     def on_mount(self) -> None:
         self.switch_mode(self.start_mode)
         if not self.ctx.registry.list_models():
-            self._create_starter()
+            self.preparing_starter = True
+            ctx = self.ctx
+            self.run_worker(partial(prepare_starter, ctx, self.post_message), thread=True, exclusive=True,
+                            group="starter", exit_on_error=False, name="starter models")
 
-    def _create_starter(self) -> None:
-        from .workers import starter_worker
+    def on_starter_prepared(self, message: StarterPrepared) -> None:
+        self.preparing_starter = False
+        for text in message.created:
+            self.notify(text)
+        self.registry_changed.publish("models")
 
-        self.run_worker(partial(starter_worker, self), thread=True, exclusive=True,
-                        group="starter", exit_on_error=False, name="starter model")
+    def on_starter_failed(self, message: StarterFailed) -> None:
+        self.preparing_starter = False
+        self.report_error(f"could not prepare the starter models: {message.text}")
+        self.registry_changed.publish("models")
+
+    def action_help(self) -> None:
+        from .screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
 
     # ------------------------------------------------------------ modes
 
@@ -124,6 +126,7 @@ class WorkbenchApp(App):
         screen.use_base_model(model)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield SystemCommand("Keys help (?)", "Every key of this screen and of the app", self.action_help)
         for name, (key, title, _) in MODES_SPEC.items():
             yield SystemCommand(f"{title} ({key})", f"Switch to the {title} screen",
                                 partial(self.run_action, f"show_mode('{name}')"))

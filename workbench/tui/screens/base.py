@@ -12,6 +12,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from ..format import one_line
 from ..widgets.modebar import ModeBar
 
 if TYPE_CHECKING:
@@ -60,8 +61,6 @@ class WorkbenchScreen(Screen):
 
     def fail(self, group: str, error: BaseException) -> None:
         """From a worker thread: report `error` to the user through a message."""
-        from ..app import one_line
-
         self.post_message(OperationFailed(group, one_line(error)))
 
     def on_operation_failed(self, message: OperationFailed) -> None:

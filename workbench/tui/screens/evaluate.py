@@ -53,7 +53,7 @@ class EvaluateScreen(WorkbenchScreen):
     BINDINGS = [
         Binding("ctrl+r", "run", "Run"),
         Binding("escape", "stop", "Stop"),
-        Binding("ctrl+h", "show_history", "History", show=False),
+        Binding("ctrl+y", "show_history", "History"),
     ]
 
     def __init__(self):

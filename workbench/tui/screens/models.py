@@ -19,11 +19,17 @@ from .base import WorkbenchScreen
 from .dialogs import ConfirmDialog, FormDialog, FormField
 
 PERPLEXITY_METRICS = ("perplexity", "ppl")
+STARTER_NOTE = ("Preparing the starter models for this new workspace (about a minute the first time)... "
+                "They appear here when ready; meanwhile press 2 to add data.")
 
 
-def latest_perplexity(evaluations) -> float | None:
+def latest_perplexity(evaluations) -> str:
+    """The newest perplexity with the dataset it was measured on: '512.2 on tiny:test', or '-'."""
     found = [e for e in evaluations if e.metric in PERPLEXITY_METRICS]
-    return found[-1].value if found else None
+    if not found:
+        return "-"
+    target = found[-1].target or ""
+    return f"{number(found[-1].value)} on {target}" if target else number(found[-1].value)
 
 
 def _check_name(value: str) -> None:
@@ -44,6 +50,8 @@ def _check_int(label: str):
 
 
 class ModelsScreen(WorkbenchScreen):
+    """The registered models: pick one, then chat with it (c), evaluate it (e) or fine-tune from it (f)."""
+
     MODE = "models"
     BINDINGS = [
         Binding("n", "new", "New", tooltip="Create a fresh model from a config"),
@@ -66,7 +74,7 @@ class ModelsScreen(WorkbenchScreen):
 
     def on_mount(self) -> None:
         table = self.query_one("#models-table", DataTable)
-        table.add_columns("Name", "Params", "Parent", "PPL", "Arch", "Source", "Created")
+        table.add_columns("Name", "Params", "Arch", "Perplexity", "Parent", "Source", "Created")
         self.refresh_data()
         table.focus()
 
@@ -87,8 +95,8 @@ class ModelsScreen(WorkbenchScreen):
         for record in registry.list_models():
             ppl = latest_perplexity(registry.evaluations(model=record.name))
             arch = record.arch + ("+lora" if record.adapter else "")
-            rows.append((record.name, [record.name, human_count(record.params), record.parent or "-",
-                                       number(ppl), arch, record.source, when(record.created_at)]))
+            rows.append((record.name, [record.name, human_count(record.params), arch, ppl,
+                                       record.parent or "-", record.source, when(record.created_at)]))
         refill(table, rows, keep)
         self.show_detail()
 
@@ -99,7 +107,8 @@ class ModelsScreen(WorkbenchScreen):
         text = self.query_one("#model-detail-text", Static)
         name = self.selected
         if name is None:
-            text.update("No models yet: press n to create one, i to import a folder.")
+            text.update(STARTER_NOTE if self.wb.preparing_starter else
+                        "No models yet: press n to create one, i to import a folder.")
             return
         registry = self.ctx.registry
         record = registry.find_model(name)

@@ -6,6 +6,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Label
 
+from ..modes import MODES_SPEC
+
 
 class ModeBar(Horizontal):
     """`1 Models  2 Data  3 Train  4 Chat  5 Dialogue  6 Evaluate` with the current mode marked."""
@@ -15,8 +17,6 @@ class ModeBar(Horizontal):
         self.current = current
 
     def compose(self) -> ComposeResult:
-        from ..app import MODES_SPEC
-
         yield Label("Workbench", classes="brand")
         for name, (key, title, _) in MODES_SPEC.items():
             label = Label(f"{key} {title}", classes="mode" + (" -current" if name == self.current else ""),
