@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "generate_cmds",
     "sessions_cmds",
     "eval_cmds",
+    "serve_cmds",
 ]
 
 
