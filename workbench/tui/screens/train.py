@@ -9,80 +9,27 @@ the chart is redrawn only when new metric rows arrive."""
 
 from __future__ import annotations
 
-import shlex
-from dataclasses import fields
 from pathlib import Path
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import (Button, DataTable, Input, Label, Log, ProgressBar, Select, Static,
-                             TabbedContent, TabPane)
+from textual.widgets import DataTable, Label, Log, ProgressBar, TabbedContent, TabPane
 
-from ...core.errors import WorkbenchError
 from ..format import duration, number
 from ..widgets.loss_chart import LossChart
 from ..widgets.tables import refill, selected_key
 from .base import WorkbenchScreen
-from .dialogs import ConfirmDialog
+from .dialogs import ConfirmDialog, FormDialog, FormField
+from .train_form import TrainForm, train_command  # noqa: F401 - train_command re-exported for tests
 
 POLL_S = 1.0
 REFRESH_STATUS_EVERY = 5  # polls between refresh_statuses calls (dead/stale job detection)
 LOG_TAIL_BYTES = 8192
 LOG_LINES = 200
-NO_DATASET = "(none)"
-
-# form field -> (label, kind, choices); kind: int | float | text | choice
-FORM: dict[str, tuple[str, str, tuple | None]] = {
-    "objective": ("Objective", "choice", ("causal", "instruct", "kl-letter")),
-    "method": ("Method", "choice", ("full", "lora", "freeze-attention")),
-    "steps": ("Steps", "int", None),
-    "batch": ("Batch", "int", None),
-    "seq": ("Sequence length", "int", None),
-    "lr": ("Learning rate", "float", None),
-    "warmup": ("Warm-up steps", "int", None),
-    "schedule": ("Schedule", "choice", ("cosine", "linear", "constant")),
-    "eval_every": ("Validate every", "int", None),
-    "save_every": ("Checkpoint every (0 = end)", "int", None),
-    "grad_accum": ("Gradient accumulation", "int", None),
-    "precision": ("Precision", "choice", ("auto", "fp32", "bf16")),
-    "seed": ("Seed", "int", None),
-    "letter": ("Letter (kl-letter)", "text", None),
-    "lora_r": ("LoRA rank", "int", None),
-    "lora_alpha": ("LoRA alpha", "int", None),
-}
-# CLI flag names where they differ from the field name with dashes.
-FLAGS = {"base_model": "--model", "dataset": "--data", "keep_checkpoints": "--keep"}
-
-
-def train_command(config) -> str:
-    """The `workbench train` command line that launches the same job (non-default settings only)."""
-    from ...core.training import TrainConfig
-
-    defaults = TrainConfig(base_model="", dataset=None, out="")
-    parts = ["workbench", "train", "--model", config.base_model]
-    if config.dataset:
-        parts += ["--data", config.dataset]
-    parts += ["--out", config.out]
-    for field in fields(config):
-        name = field.name
-        if name in ("base_model", "dataset", "out"):
-            continue
-        value, default = getattr(config, name), getattr(defaults, name)
-        if value == default:
-            continue
-        flag = FLAGS.get(name, "--" + name.replace("_", "-"))
-        if isinstance(value, bool):
-            parts.append(flag)
-        elif isinstance(value, list):
-            for item in value:
-                parts += [flag, str(item)]
-        else:
-            parts += [flag, str(value)]
-    parts.append("--detach")
-    return " ".join(shlex.quote(p) for p in parts)
+FINISHED = ("completed", "failed", "cancelled", "interrupted")
 
 
 class JobsPolled(Message):
@@ -100,6 +47,10 @@ class JobsPolled(Message):
 
 
 class TrainScreen(WorkbenchScreen):
+    """Training jobs: start one (n: the New-job form, ctrl+r starts it), watch its loss, progress and log
+    live; cancel (c), resume (u), or register the last checkpoint of a stopped job as a model (g). Jobs
+    keep running when the app closes."""
+
     MODE = "train"
     BINDINGS = [
         Binding("n", "new_job", "New job"),
@@ -107,6 +58,7 @@ class TrainScreen(WorkbenchScreen):
         Binding("ctrl+r", "start", "Start"),
         Binding("c", "cancel", "Cancel"),
         Binding("u", "resume", "Resume"),
+        Binding("g", "register", "Register", tooltip="Register a stopped job's last checkpoint as a model"),
         Binding("l", "log_scale", "Log scale"),
         Binding("escape", "show_jobs", "Jobs", show=False),
     ]
@@ -120,7 +72,6 @@ class TrainScreen(WorkbenchScreen):
         self.jobs: list = []
         self.last_rows: dict[str, object] = {}
         self.first_train: tuple[int, float] | None = None  # (step, time) of the first train row seen
-        self._out_edited = False
         self._log_size = -1
         self._poll_error: str | None = None
 
@@ -145,29 +96,7 @@ class TrainScreen(WorkbenchScreen):
                         log.border_title = "Log"
                         yield log
             with TabPane("New job (n)", id="new-pane"):
-                with VerticalScroll(id="train-form"):
-                    with Grid(id="train-grid"):
-                        yield Label("Base model")
-                        yield Select([], id="t-base_model", compact=True, allow_blank=True,
-                                     prompt="pick a model")
-                        yield Label("Dataset")
-                        yield Select([(NO_DATASET, NO_DATASET)], id="t-dataset", compact=True, allow_blank=False)
-                        yield Label("Output model")
-                        yield Input("", id="t-out", compact=True, placeholder="name of the new model")
-                        from ...core.training import TrainConfig
-
-                        defaults = TrainConfig(base_model="", dataset=None, out="")
-                        for name, (label, kind, choices) in FORM.items():
-                            yield Label(label)
-                            value = getattr(defaults, name)
-                            if kind == "choice":
-                                yield Select([(c, c) for c in choices], value=value, allow_blank=False,
-                                             id=f"t-{name}", compact=True)
-                            else:
-                                yield Input(str(value), id=f"t-{name}", compact=True)
-                    yield Label("", id="train-problem", classes="error", markup=False)
-                    yield Static("", id="train-preview", markup=False)
-                    yield Button("Start training (ctrl+r)", variant="primary", id="train-start")
+                yield TrainForm(self.ctx, id="train-form")
 
     def on_mount(self) -> None:
         self.refresh_data()
@@ -180,132 +109,39 @@ class TrainScreen(WorkbenchScreen):
 
     def refresh_data(self) -> None:
         try:
-            base = self.query_one("#t-base_model", Select)
-            data = self.query_one("#t-dataset", Select)
+            form = self.query_one(TrainForm)
         except Exception:  # noqa: BLE001 - not composed yet
             return
         registry = self.ctx.registry
-        models = [m.name for m in registry.list_models() if not m.adapter]
-        current = base.value
-        base.set_options([(n, n) for n in models])
-        if current in models:
-            base.value = current
-        elif models:
-            base.value = models[0]
-        datasets = [d.name for d in registry.list_datasets()]
-        current = data.value
-        data.set_options([(NO_DATASET, NO_DATASET)] + [(n, n) for n in datasets])
-        data.value = current if current in datasets else (datasets[0] if datasets else NO_DATASET)
-        self.check_form()
+        models = registry.list_models()
+        taken = {m.name for m in models} | {j.out_model for j in self.jobs}
+        form.refresh_choices([m.name for m in models if not m.adapter],
+                             [d.name for d in registry.list_datasets()], taken)
 
     def use_base_model(self, name: str) -> None:
         """Called by "fine-tune from" on the Models screen."""
         self.refresh_data()
-        self.query_one("#t-base_model", Select).value = name
+        self.query_one(TrainForm).use_base_model(name)
         self.action_new_job()
-
-    def form_config(self):
-        """The TrainConfig the form describes (WorkbenchError for values that are not numbers)."""
-        from ...core.training import TrainConfig
-
-        base = self.query_one("#t-base_model", Select).value
-        if base is Select.NULL:
-            raise WorkbenchError("pick a base model")
-        dataset = self.query_one("#t-dataset", Select).value
-        values: dict = {"base_model": str(base),
-                        "dataset": None if dataset in (NO_DATASET, Select.NULL) else str(dataset),
-                        "out": self.query_one("#t-out", Input).value.strip()}
-        for name, (label, kind, _) in FORM.items():
-            widget = self.query_one(f"#t-{name}")
-            raw = widget.value.strip() if isinstance(widget, Input) else widget.value
-            if kind == "int":
-                try:
-                    values[name] = int(raw)
-                except ValueError:
-                    raise WorkbenchError(f"{label.lower()}: '{raw}' is not a whole number") from None
-            elif kind == "float":
-                try:
-                    values[name] = float(raw)
-                except ValueError:
-                    raise WorkbenchError(f"{label.lower()}: '{raw}' is not a number") from None
-            else:
-                values[name] = raw
-        if not values["out"]:
-            raise WorkbenchError("name the output model")
-        return TrainConfig.from_dict(values)
-
-    def check_form(self):
-        """Validate as you type: the first problem, or the command preview. Returns the config or None."""
-        try:
-            problem = self.query_one("#train-problem", Label)
-            preview = self.query_one("#train-preview", Static)
-        except Exception:  # noqa: BLE001 - not composed yet
-            return None
-        self._suggest_out()
-        try:
-            config = self.form_config()
-            config.validate(self.ctx)
-        except WorkbenchError as error:
-            problem.update(str(error))
-            preview.update("")
-            return None
-        problem.update("")
-        preview.update(f"$ {train_command(config)}")
-        return config
-
-    def _suggest_out(self) -> None:
-        if self._out_edited:
-            return
-        base = self.query_one("#t-base_model", Select).value
-        if base is Select.NULL:
-            return
-        dataset = self.query_one("#t-dataset", Select).value
-        objective = self.query_one("#t-objective", Select).value
-        stem = f"{base}-{dataset if dataset not in (NO_DATASET, Select.NULL) else objective}"
-        name, n = stem, 2
-        taken = {m.name for m in self.ctx.registry.list_models()} | {j.out_model for j in self.jobs}
-        while name in taken:
-            name, n = f"{stem}-{n}", n + 1
-        out = self.query_one("#t-out", Input)
-        if out.value != name:
-            with out.prevent(Input.Changed):
-                out.value = name
-
-    def on_input_changed(self, event: Input.Changed) -> None:
-        if event.input.id == "t-out":
-            self._out_edited = bool(event.value)
-        if event.input.id and event.input.id.startswith("t-"):
-            self.check_form()
-
-    def on_select_changed(self, event: Select.Changed) -> None:
-        if event.select.id and event.select.id.startswith("t-"):
-            self.check_form()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "train-start":
-            event.stop()
-            self.action_start()
 
     def action_new_job(self) -> None:
         self.query_one("#train-tabs", TabbedContent).active = "new-pane"
-        self.query_one("#t-base_model", Select).focus()
+        self.query_one("#t-base_model").focus()
 
     def action_show_jobs(self) -> None:
         self.query_one("#train-tabs", TabbedContent).active = "jobs-pane"
         self.query_one("#jobs-table", DataTable).focus()
 
     def action_start(self) -> None:
-        try:
-            config = self.form_config()
-            config.validate(self.ctx)
-        except WorkbenchError as error:
+        if self.query_one("#train-tabs", TabbedContent).active != "new-pane":
             self.action_new_job()
-            self.wb.report_error(error)
-            return
+        self.query_one(TrainForm).start()
+
+    def on_train_form_start_requested(self, message: TrainForm.StartRequested) -> None:
         from ...core.jobs import launch_job
 
-        ctx = self.ctx
-        self.query_one("#train-start", Button).disabled = True
+        ctx, config = self.ctx, message.config
+        self.query_one("#train-start").disabled = True
         self.run_in_thread("launch", lambda: launch_job(ctx, config),
                            lambda job: f"job {job.id} started: {job.base_model} -> {job.out_model}")
 
@@ -320,14 +156,15 @@ class TrainScreen(WorkbenchScreen):
 
     def operation_ended(self, group: str, ok: bool, data=None) -> None:
         if group == "launch":
-            self.query_one("#train-start", Button).disabled = False
+            self.query_one("#train-start").disabled = False
             if ok and data is not None:
-                self._out_edited = False
-                self.query_one("#t-out", Input).value = ""
+                form = self.query_one(TrainForm)
+                form.taken.add(data.out_model)
+                form.reset()  # the next job starts from the defaults
                 self.watch_job(data.id)
                 self.action_show_jobs()
                 self.poll()
-        elif group == "job-control":
+        elif group in ("job-control", "register"):
             self.poll()
 
     @property
@@ -409,7 +246,11 @@ class TrainScreen(WorkbenchScreen):
         if signature == [(j.id, j.status, j.step, j.total_steps) for j in self.jobs] and table.row_count:
             self.jobs = jobs
             return
-        self.jobs = jobs
+        finished = {j.id for j in jobs if j.status == "completed"} - {
+            j.id for j in self.jobs if j.status == "completed"}
+        had_jobs, self.jobs = bool(self.jobs), jobs
+        if finished and had_jobs:  # a job registered its model: every model list should show it
+            self.wb.registry_changed.publish("models")
         keep = None if self.watched is None else str(self.watched)
         rows = [(str(job.id), [str(job.id), job.status, job.out_model, f"{job.step}/{job.total_steps}"])
                 for job in reversed(jobs)]  # newest first
