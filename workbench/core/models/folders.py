@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -96,26 +98,43 @@ def instruction_template(folder: str | Path) -> dict | None:
 
 
 class staged_folder:
-    """Write a folder under a temporary name beside its target, then rename it into place.
+    """Write a folder under a unique temporary name beside its target, then rename it into place.
 
-    A crash leaves either nothing or a complete folder, never a half-written one."""
+    A crash (or a killed process) leaves either nothing or a complete folder, never a half-written one
+    at the target; two writers never share a staging folder. Staging folders left by killed runs
+    (hidden, named `.NAME.*.partial`) are removed once they are a day old."""
 
     def __init__(self, target: Path):
         self.target = target
-        self.staging = target.with_name(f".{target.name}.partial")
+        self.staging = target
 
     def __enter__(self) -> Path:
         if self.target.exists():
             raise WorkbenchError(f"{self.target} already exists; remove it or pick another name")
-        shutil.rmtree(self.staging, ignore_errors=True)
-        self.staging.mkdir(parents=True)
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_staging(self.target)
+        self.staging = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.", suffix=".partial",
+                                             dir=self.target.parent))
         return self.staging
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             shutil.rmtree(self.staging, ignore_errors=True)
             return
+        if self.target.exists():  # another process finished the same name first
+            shutil.rmtree(self.staging, ignore_errors=True)
+            raise WorkbenchError(f"{self.target} already exists; remove it or pick another name")
         self.staging.rename(self.target)
+
+
+def _remove_stale_staging(target: Path, max_age_s: float = 86400) -> None:
+    now = time.time()
+    for old in target.parent.glob(f".{target.name}.*.partial"):
+        try:
+            if now - old.stat().st_mtime > max_age_s:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _register_folder(registry: Registry, name: str, folder: Path, source: str, parent: str | None = None,
