@@ -94,3 +94,14 @@ def test_a_killed_init_leaves_nothing_half_made(tmp_path, tiny_gguf):
     result = workbench(home, "init", "--json", env={"WORKBENCH_SMOLLM2_GGUF": str(tiny_gguf)})
     assert result.returncode == 0, result.stderr
     assert "smollm2" in json.loads(result.stdout)["models"]
+
+
+def test_chat_tokenizer_dir_has_the_template_and_generation_config(chat_tokenizer_dir):
+    from transformers import AutoTokenizer, GenerationConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(str(chat_tokenizer_dir))
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
+                                         add_generation_prompt=True)
+    assert text.endswith("<|im_start|>assistant\n")
+    assert GenerationConfig.from_pretrained(str(chat_tokenizer_dir)).eos_token_id == 2
+    assert not list(chat_tokenizer_dir.glob("*.safetensors"))
