@@ -76,6 +76,7 @@ def add_generation_flags(parser: argparse.ArgumentParser, max_new_tokens: int = 
     """Every generation setting as a flag (see core.generation.GenerationSettings)."""
     group = parser.add_argument_group("generation settings")
     group.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+    group.add_argument("--min-new-tokens", type=int, default=0, help="hold end tokens back until this many")
     group.add_argument("--sample", dest="do_sample", action="store_true", help="sample instead of greedy")
     group.add_argument("--temperature", type=float, default=1.0)
     group.add_argument("--top-k", type=int, default=50)
@@ -83,6 +84,8 @@ def add_generation_flags(parser: argparse.ArgumentParser, max_new_tokens: int = 
     group.add_argument("--repetition-penalty", type=float, default=1.0)
     group.add_argument("--num-return-sequences", type=int, default=1)
     group.add_argument("--seed", type=int, default=None)
+    group.add_argument("--int8-decode", action="store_true",
+                       help="int8 weight-only decode (Llama-layout models; faster, small quality cost)")
     group.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps")
 
 
@@ -90,9 +93,9 @@ def generation_settings(args: argparse.Namespace):
     from ..core.generation import GenerationSettings
 
     return GenerationSettings(
-        max_new_tokens=args.max_new_tokens, do_sample=args.do_sample, temperature=args.temperature,
-        top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
-        num_return_sequences=args.num_return_sequences, seed=args.seed,
+        max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens, do_sample=args.do_sample,
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
+        num_return_sequences=args.num_return_sequences, seed=args.seed, int8_decode=args.int8_decode,
     ).validate()
 
 

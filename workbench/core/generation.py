@@ -6,6 +6,7 @@ attention mask always passed, `skip_special_tokens=True` when decoding.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -13,10 +14,13 @@ from dataclasses import asdict, dataclass, field
 from .errors import WorkbenchError
 from .models import LoadedModel
 
+log = logging.getLogger("workbench.generation")
+
 
 @dataclass
 class GenerationSettings:
     max_new_tokens: int = 64
+    min_new_tokens: int = 0  # end tokens are held back until this many tokens are generated
     do_sample: bool = False
     temperature: float = 1.0
     top_k: int = 50
@@ -24,10 +28,13 @@ class GenerationSettings:
     repetition_penalty: float = 1.0
     num_return_sequences: int = 1
     seed: int | None = None
+    int8_decode: bool = False  # int8 weight-only matrices in the batch-1 decoder (half the bytes per token)
 
     def validate(self) -> "GenerationSettings":
         checks = [
             (self.max_new_tokens >= 1, f"max_new_tokens must be at least 1 (got {self.max_new_tokens})"),
+            (0 <= self.min_new_tokens <= self.max_new_tokens,
+             f"min_new_tokens must be between 0 and max_new_tokens (got {self.min_new_tokens})"),
             (0 < self.top_p <= 1, f"top_p must be in (0, 1] (got {self.top_p})"),
             (self.top_k >= 0, f"top_k must be 0 (off) or more (got {self.top_k})"),
             (not self.do_sample or self.temperature > 0,
@@ -59,6 +66,8 @@ class GenerationSettings:
             repetition_penalty=self.repetition_penalty, num_return_sequences=self.num_return_sequences,
             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
         )
+        if self.min_new_tokens:
+            kwargs["min_new_tokens"] = self.min_new_tokens
         if self.do_sample:
             kwargs.update(temperature=self.temperature, top_k=self.top_k or None, top_p=self.top_p)
         return kwargs
@@ -128,8 +137,13 @@ def generate(loaded: LoadedModel, prompts: list[str], settings: GenerationSettin
     for prompt, (_, truncated) in zip(prompts, encoded):
         if truncated and warn:
             warn(f"prompt longer than the context: kept its last {budget} tokens ({prompt[:30]!r}...)")
-    input_ids, mask = _batch_tensors(loaded, [ids for ids, _ in encoded])
     _seed(settings)
+    fast = _fast_decoder(loaded, len(prompts), settings)
+    if fast is not None:
+        ids = fast.generate(encoded[0][0], settings, _end_ids(loaded), stop=stop)
+        text = loaded.tokenizer.decode(ids, skip_special_tokens=True)
+        return [GenerationOutput(prompts[0], text, len(ids), ids, encoded[0][1])]
+    input_ids, mask = _batch_tensors(loaded, [ids for ids, _ in encoded])
     with torch.inference_mode():
         output = loaded.model.generate(input_ids=input_ids, attention_mask=mask,
                                        stopping_criteria=_stop_criteria(stop),
@@ -142,6 +156,23 @@ def generate(loaded: LoadedModel, prompts: list[str], settings: GenerationSettin
         text = loaded.tokenizer.decode(ids, skip_special_tokens=True)
         results.append(GenerationOutput(prompts[source], text, len(ids), ids, encoded[source][1]))
     return results
+
+
+def _fast_decoder(loaded: LoadedModel, prompts: int, settings: GenerationSettings):
+    """The model's batch-1 decoder (core.decoding) when it applies, else None (transformers' generate)."""
+    from .decoding import decoder_for, fast_path_unavailable
+
+    reason = fast_path_unavailable(prompts, settings)
+    if reason is not None:
+        log.info("generation through transformers' generate: %s", reason)
+        return None
+    return decoder_for(loaded, int8=settings.int8_decode)
+
+
+def _end_ids(loaded: LoadedModel) -> set[int]:
+    from .decoding import end_token_ids
+
+    return end_token_ids(loaded.model, loaded.tokenizer)
 
 
 def _stop_criteria(stop: threading.Event | None):
@@ -176,9 +207,17 @@ def stream(loaded: LoadedModel, prompt: str, settings: GenerationSettings,
 
     errors: list[BaseException] = []
 
+    fast = _fast_decoder(loaded, 1, settings)
+
     def run() -> None:
         try:
             _seed(settings)
+            if fast is not None:
+                streamer.put(None)  # the prompt (skipped)
+                fast.generate(ids, settings, _end_ids(loaded), stop=stop,
+                              on_token=lambda token: streamer.put(torch.tensor([token])))
+                streamer.end()
+                return
             with torch.inference_mode():
                 loaded.model.generate(
                     input_ids=input_ids, attention_mask=mask, streamer=streamer,

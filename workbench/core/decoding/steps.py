@@ -97,7 +97,9 @@ class _Linear:
         if self.q is None:
             return F.linear(x, self.weight, self.bias)
         # the CPU int8 kernel is vectorised for bf16 activations (fp32 ones take a scalar path)
-        y = torch.ops.aten._weight_int8pack_mm(x.to(torch.bfloat16), self.q, self.scales).to(x.dtype)
+        flat = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)  # the kernel takes 2-D inputs
+        y = torch.ops.aten._weight_int8pack_mm(flat, self.q, self.scales).to(x.dtype)
+        y = y.view(*x.shape[:-1], y.shape[-1])
         return y if self.bias is None else y + self.bias
 
     def nbytes(self) -> int:
