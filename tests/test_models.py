@@ -79,10 +79,12 @@ def test_broken_weights_after_registration_fail_to_load_with_one_line(ctx):
         ModelCache().get(ctx.registry, "fragile")
 
 
-def test_offline_hub_id_gives_one_clear_line(ctx, monkeypatch):
+def test_offline_hub_id_gives_one_clear_line(ctx, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(WorkbenchError, match="cannot download 'gpt2'"):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(WorkbenchError, match="cannot import 'gpt2': it is not in the Hugging Face cache") as error:
         add_model(ctx.ws, ctx.registry, "hub", "gpt2")
+    assert str(tmp_path / "empty-cache") in str(error.value) and "\n" not in str(error.value)
     assert not ctx.ws.model_dir("hub").exists()
 
 

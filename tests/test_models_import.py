@@ -105,3 +105,107 @@ def test_chat_tokenizer_dir_has_the_template_and_generation_config(chat_tokenize
     assert text.endswith("<|im_start|>assistant\n")
     assert GenerationConfig.from_pretrained(str(chat_tokenizer_dir)).eos_token_id == 2
     assert not list(chat_tokenizer_dir.glob("*.safetensors"))
+
+
+# ---------------------------------------------------------------- models add: GGUF files
+
+
+def test_models_add_gguf_then_a_broken_one(tmp_path, tiny_gguf):
+    home = tmp_path / "ws"
+    result = workbench(home, "models", "add", "tiny-llama", str(tiny_gguf), "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["arch"] == "llama" and record["meta"]["gguf"] == str(tiny_gguf)
+    assert (home / "models" / "tiny-llama" / "chat_template.jinja").exists()
+
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(tiny_gguf.read_bytes()[:5000])  # the magic bytes, then a truncated file
+    result = workbench(home, "models", "add", "broken", str(broken))
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("workbench: error:")]
+    assert len(errors) == 1 and "cannot read" in errors[0] and "Traceback" not in result.stderr
+    assert sorted(p.name for p in (home / "models").iterdir()) == ["tiny-llama", "tiny-neo"]
+
+
+def test_a_file_that_is_not_gguf_is_refused(ctx, tmp_path):
+    from workbench.core.errors import WorkbenchError
+    from workbench.core.models import add_model
+
+    fake = tmp_path / "fake.gguf"
+    fake.write_text("not a model")
+    with pytest.raises(WorkbenchError, match="not a GGUF file"):
+        add_model(ctx.ws, ctx.registry, "fake", str(fake))
+    assert not ctx.ws.model_dir("fake").exists() and ctx.registry.find_model("fake") is None
+
+
+# ---------------------------------------------------------------- models add: the Hugging Face cache
+
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+
+
+def fake_hub_cache(cache: Path, repo_id: str, source: Path) -> Path:
+    """The real hub cache layout: blobs named by hash, a snapshot of symlinks to them, refs/main."""
+    import hashlib
+    import shutil
+
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / REVISION
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    (repo / "refs").mkdir()
+    for path in source.iterdir():
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        shutil.copy2(path, repo / "blobs" / digest)
+        (snapshot / path.name).symlink_to(Path("../../blobs") / digest)
+    (repo / "refs" / "main").write_text(REVISION)
+    return repo
+
+
+@pytest.fixture
+def chat_source(ctx, tmp_path) -> Path:
+    """A tiny real model folder with a chat template, a generation config and a README."""
+    import shutil
+
+    from workbench.core.models import ModelShape, create_model
+
+    record = create_model(ctx.ws, ctx.registry, "source", "gpt-neo", ModelShape(1, 32, 2, 64))
+    folder = tmp_path / "source"
+    shutil.copytree(record.path, folder)
+    (folder / "chat_template.jinja").write_text("{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": 50256}))
+    (folder / "README.md").write_text("# a model card")
+    return folder
+
+
+def test_hub_id_imports_offline_from_the_cache(ctx, chat_source, tmp_path, monkeypatch):
+    from workbench.core.models import add_model, load_model_folder
+
+    fake_hub_cache(tmp_path / "hf" / "hub", "org/tiny", chat_source)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    record, how = add_model(ctx.ws, ctx.registry, "tiny", "org/tiny")
+    assert "from the Hugging Face cache" in how and record.meta["hub_id"] == "org/tiny"
+    names = {path.name for path in Path(record.path).iterdir()}
+    assert {"chat_template.jinja", "generation_config.json", "tokenizer_config.json", "config.json"} <= names
+    assert "README.md" not in names
+    assert not any(path.is_symlink() for path in Path(record.path).iterdir())
+    load_model_folder(record.path)  # a complete model
+
+
+def test_cache_folder_and_cli_offline(tmp_path, chat_source):
+    cache = tmp_path / "hub"
+    repo = fake_hub_cache(cache, "org/tiny", chat_source)
+    home = tmp_path / "ws"
+    env = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    result = workbench(home, "models", "add", "cached", "org/tiny", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert (home / "models" / "cached" / "chat_template.jinja").exists()
+
+    result = workbench(home, "models", "add", "from-folder", str(repo), "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["meta"]["hub_snapshot"].endswith(REVISION)
+
+    result = workbench(home, "models", "add", "missing", "org/absent", env=env)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert str(cache) in result.stderr and "not in the Hugging Face cache" in result.stderr

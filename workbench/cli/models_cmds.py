@@ -19,9 +19,11 @@ def register(subcommands) -> None:
     new.add_argument("--seed", type=int, default=0)
     add_json_flag(new)
 
-    add = command(sub, "add", cmd_add, "register a local Hugging Face folder or a hub id")
+    add = command(sub, "add", cmd_add, "import a model folder, a GGUF file, or a hub id (from the local "
+                  "Hugging Face cache when it is there)")
     add.add_argument("name")
-    add.add_argument("source", help="a local model folder, or a hub id such as gpt2")
+    add.add_argument("source", help="a local model folder, a FILE.gguf, a models--org--name cache folder, or a "
+                     "hub id such as HuggingFaceTB/SmolLM2-135M-Instruct")
     add.add_argument("--reference", action="store_true", help="register a local folder in place instead of copying it")
     add_json_flag(add)
 
@@ -56,7 +58,7 @@ def cmd_add(args) -> int:
     from ..core.models import add_model
 
     ctx = context(args)
-    record, how = add_model(ctx.ws, ctx.registry, args.name, args.source, copy=not args.reference)
+    record, how = add_model(ctx.ws, ctx.registry, args.name, args.source, copy=not args.reference, progress=info)
     info(how)
     emit(args, {**vars_of(record), "how": how},
          lambda r: f"registered '{r['name']}' ({r['arch']}, {r['params']:,} parameters)")

@@ -1,29 +1,46 @@
-"""Import (a local folder or a hub id), remove and rename registered models."""
+"""Import (a local folder, a hub cache folder, a GGUF file or a hub id), remove and rename registered models."""
 
 from __future__ import annotations
 
 import shutil
+from fnmatch import fnmatch
 from pathlib import Path
 
 from ..errors import WorkbenchError
 from ..registry import ModelRecord, Registry
 from ..workspace import Workspace
 from .folders import _read_config, _register_folder, count_parameters, staged_folder, weights_file
-from .names import one_line, validate_name
+from .gguf import Progress, import_gguf, is_gguf_file
+from .hub import MODEL_FILE_PATTERNS, cache_folder_snapshot, cached_snapshot, download
+from .names import validate_name
 
 
-def add_model(ws: Workspace, registry: Registry, name: str, source: str, copy: bool = True) -> tuple[ModelRecord, str]:
-    """Register a local Hugging Face folder (copied, or referenced in place) or a hub id.
+def add_model(ws: Workspace, registry: Registry, name: str, source: str, copy: bool = True,
+              progress: Progress | None = None) -> tuple[ModelRecord, str]:
+    """Register a local Hugging Face folder (copied, or referenced in place), a `models--org--name` cache
+    folder, a GGUF file, or a hub id (from the local Hugging Face cache when it is there, else downloaded).
 
     Returns the record and a sentence saying what was done."""
     validate_name(name)
     if registry.find_model(name):
         raise WorkbenchError(f"a model named '{name}' is already registered")
-    folder = Path(source).expanduser()
-    if folder.exists():
-        return _add_local(ws, registry, name, folder.resolve(), copy)
-    if source.startswith((".", "/", "~")) or source.count("/") > 1:
-        raise WorkbenchError(f"model folder {source} does not exist")
+    path = Path(source).expanduser()
+    if path.is_file():
+        if not (is_gguf_file(path) or path.suffix.lower() == ".gguf"):
+            raise WorkbenchError(f"{path} is neither a GGUF file nor a model folder")
+        record = import_gguf(ws, registry, name, path, progress=progress)
+        return record, f"converted {path.resolve()} into {record.path}"
+    if path.is_dir():
+        snapshot = cache_folder_snapshot(path.resolve())
+        if snapshot is not None:
+            return _add_local(ws, registry, name, snapshot, copy, meta={"hub_snapshot": str(snapshot)})
+        return _add_local(ws, registry, name, path.resolve(), copy)
+    if source.startswith((".", "/", "~")) or source.count("/") > 1 or source.lower().endswith(".gguf"):
+        raise WorkbenchError(f"{source} does not exist")
+    snapshot = cached_snapshot(source)
+    if snapshot is not None:
+        record, _how = _add_local(ws, registry, name, snapshot, copy, meta={"hub_id": source})
+        return record, f"imported {source} from the Hugging Face cache ({snapshot})"
     return _add_from_hub(ws, registry, name, source)
 
 
@@ -39,18 +56,20 @@ def _check_loadable_folder(folder: Path) -> None:
         raise WorkbenchError(f"{folder} has no tokenizer files (tokenizer.json or vocab.json)")
 
 
-def _add_local(ws: Workspace, registry: Registry, name: str, folder: Path, copy: bool) -> tuple[ModelRecord, str]:
+def _add_local(ws: Workspace, registry: Registry, name: str, folder: Path, copy: bool,
+               meta: dict | None = None) -> tuple[ModelRecord, str]:
     _check_loadable_folder(folder)
     if not copy:
-        record = _register_folder(registry, name, folder, source="imported", referenced=True)
+        record = _register_folder(registry, name, folder, source="imported", referenced=True, meta=meta or {})
         return record, f"referenced {folder} in place (not copied)"
     target = ws.model_dir(name)
     with staged_folder(target) as staging:
         for item in folder.iterdir():
-            if item.is_file() and not item.name.startswith("."):
-                shutil.copy2(item, staging / item.name)
+            if item.is_file() and not item.name.startswith(".") and (
+                    meta is None or any(fnmatch(item.name, pattern) for pattern in MODEL_FILE_PATTERNS)):
+                shutil.copy2(item, staging / item.name)  # follows the cache's symlinks to their blobs
     try:
-        record = _register_folder(registry, name, target, source="imported")
+        record = _register_folder(registry, name, target, source="imported", meta=meta or {})
     except WorkbenchError:
         shutil.rmtree(target, ignore_errors=True)
         raise
@@ -58,23 +77,9 @@ def _add_local(ws: Workspace, registry: Registry, name: str, folder: Path, copy:
 
 
 def _add_from_hub(ws: Workspace, registry: Registry, name: str, repo_id: str) -> tuple[ModelRecord, str]:
-    try:
-        from huggingface_hub import snapshot_download
-
-        target = ws.model_dir(name)
-        with staged_folder(target) as staging:
-            snapshot_download(
-                repo_id, local_dir=str(staging),
-                allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "merges.txt"],
-            )
-    except WorkbenchError:
-        raise
-    except Exception as error:  # noqa: BLE001 - network and hub errors come in many types
-        text = one_line(error)
-        if any(word in text.lower() for word in ("connect", "resolve", "offline", "network", "timed out")):
-            raise WorkbenchError(f"cannot download '{repo_id}': the machine is offline (or the hub is "
-                                 "unreachable); pass a local folder instead") from None
-        raise WorkbenchError(f"cannot download '{repo_id}': {text}") from None
+    target = ws.model_dir(name)
+    with staged_folder(target) as staging:
+        download(repo_id, staging)
     try:
         _check_loadable_folder(target)
         record = _register_folder(registry, name, target, source="imported", meta={"hub_id": repo_id})
