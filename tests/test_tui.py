@@ -493,7 +493,7 @@ async def test_jobs_outlive_the_app_and_cancel_resume_from_a_new_one(home, text_
         await pilot.press("ctrl+r")
         await settle(pilot)
         (job,) = app.ctx.registry.list_jobs()
-        await wait_for(pilot, lambda: ctx.registry.get_job(job.id).status == "running", what="job running")
+        await wait_for(pilot, lambda: ctx.registry.get_job(job.id).step >= 2, what="job training")
     # the app has closed: the job runs on
     running = ctx.registry.get_job(job.id)
     assert running.status == "running" and pid_alive(running.pid)
@@ -510,6 +510,14 @@ async def test_jobs_outlive_the_app_and_cancel_resume_from_a_new_one(home, text_
             await wait_for(pilot, lambda: ctx.registry.get_job(job.id).status == "cancelled", what="cancelled")
             await wait_for(pilot, lambda: "[cancelled]" in visible_text(screen.query_one("#job-title", Label)),
                            what="cancelled shown")
+            await pilot.press("g")  # register the cancelled job's checkpoint as a model, from the app
+            await pilot.pause()
+            assert app.screen.query("#f-name"), notes(app)
+            suggested = app.screen.query_one("#f-name", Input).value
+            assert suggested.startswith(f"{job.out_model}-step")
+            await pilot.press("enter")
+            await settle(pilot)
+            assert ctx.registry.get_model(suggested).job_id == job.id
             await pilot.press("u")
             await settle(pilot)
             assert ctx.registry.get_job(job.id).status in ("queued", "running")

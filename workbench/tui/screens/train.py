@@ -18,6 +18,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Label, Log, ProgressBar, TabbedContent, TabPane
 
+from ...core.errors import WorkbenchError
 from ..format import duration, number
 from ..widgets.loss_chart import LossChart
 from ..widgets.tables import refill, selected_key
@@ -322,6 +323,42 @@ class TrainScreen(WorkbenchScreen):
         ctx = self.ctx
         self.watch_job(job_id)
         self.run_in_thread("job-control", lambda: resume_job(ctx, job_id), f"job {job_id} resumed")
+
+
+    def action_register(self) -> None:
+        """A cancelled (or failed) job's last complete checkpoint becomes a model, named by the user."""
+        job = next((j for j in self.jobs if j.id == self.watched), None)
+        if job is None or job.status not in FINISHED or job.status == "completed":
+            self.wb.report_error("select a cancelled, failed or interrupted job to register its checkpoint")
+            return
+        from ...core.jobs import checkpoint_step, latest_checkpoint
+
+        checkpoint = latest_checkpoint(self.ctx, job.id)
+        if checkpoint is None:
+            self.wb.report_error(f"job {job.id} has no complete checkpoint to register")
+            return
+        step = checkpoint_step(checkpoint)
+
+        def check_name(value: str) -> None:
+            from ...core.models import validate_name
+
+            validate_name(value)
+            if self.ctx.registry.find_model(value):
+                raise WorkbenchError(f"a model named '{value}' is already registered")
+
+        def done(values: dict | None) -> None:
+            if not values:
+                return
+            from ...core.jobs import register_job_model
+
+            ctx, job_id = self.ctx, job.id
+            self.run_in_thread("register", lambda: register_job_model(ctx, job_id, values["name"]),
+                               lambda r: f"registered '{r.name}' from job {job_id} (step {step})",
+                               changed="models")
+
+        fields = [FormField("name", "Model name", f"{job.out_model}-step{step}", check=check_name)]
+        self.app.push_screen(FormDialog(f"Register job {job.id}'s checkpoint at step {step}", fields,
+                                        submit_label="Register"), done)
 
 
 def _read_tail(path: Path) -> str:
