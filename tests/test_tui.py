@@ -414,10 +414,12 @@ async def test_evaluate_style_shows_both_matrices(home, text_file, tmp_path):
 async def test_evaluate_explains_what_is_missing(home):
     app = WorkbenchApp(home, start_mode="evaluate")
     async with app.run_test(size=SIZE) as pilot:
-        assert "perplexity needs --data NAME" in visible_text(app.screen.query_one("#eval-problem", Label))
+        problem = visible_text(app.screen.query_one("#eval-problem", Label))
+        assert "perplexity and style need a dataset: tick one under Datasets" in problem
+        assert "--" not in problem  # worded for the app, not with CLI flags
         await pilot.press("ctrl+r")
         await pilot.pause()
-        assert any("perplexity needs" in n for n in notes(app))
+        assert any("perplexity and style need" in n for n in notes(app))
 
 
 # ---------------------------------------------------------------- end to end

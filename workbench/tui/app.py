@@ -53,6 +53,7 @@ class WorkbenchApp(App):
         self.ctx = ctx or open_workspace(home, starter=False)
         self.start_mode = start_mode
         self._model_cache = None
+        self.last_folder: Path | None = None  # where the last file picker picked a file
         self.preparing_starter = False  # True while a fresh workspace's starter models are made
         # Published (with what changed: "models", "datasets", ...) after a worker changes the registry.
         self.registry_changed: Signal[str] = Signal(self, "registry-changed")
@@ -87,12 +88,14 @@ class WorkbenchApp(App):
                             group="starter", exit_on_error=False, name="starter models")
 
     def on_starter_prepared(self, message: StarterPrepared) -> None:
+        self.last_folder: Path | None = None  # where the last file picker picked a file
         self.preparing_starter = False
         for text in message.created:
             self.notify(text)
         self.registry_changed.publish("models")
 
     def on_starter_failed(self, message: StarterFailed) -> None:
+        self.last_folder: Path | None = None  # where the last file picker picked a file
         self.preparing_starter = False
         self.report_error(f"could not prepare the starter models: {message.text}")
         self.registry_changed.publish("models")

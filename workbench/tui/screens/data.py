@@ -22,6 +22,8 @@ PREVIEW_BYTES = 1200
 
 
 class DataScreen(WorkbenchScreen):
+    """Datasets to train and evaluate on: add a text file (a), get a known book (g), delete (d)."""
+
     MODE = "data"
     BINDINGS = [
         Binding("a", "add", "Add file", tooltip="Import a text or instruction file"),
@@ -105,10 +107,11 @@ class DataScreen(WorkbenchScreen):
             if self.ctx.registry.find_dataset(value):
                 raise WorkbenchError(f"a dataset named '{value}' is already registered")
 
-        fields = [FormField("name", "Dataset name", placeholder="alice", check=check_name),
+        fields = [FormField("name", "Dataset name", placeholder="from the file name", check=check_name),
                   FormField("kind", "Kind", "text", choices=list(KINDS))]
-        start = Path.cwd()
-        self.app.push_screen(FilePickerDialog("Add a dataset from a file", start, fields), self._add)
+        self.app.push_screen(FilePickerDialog("Add a dataset from a file", None, fields,
+                                              note="plain text (.txt), or instruction pairs as JSONL"),
+                             self._add)
 
     def _add(self, values: dict | None) -> None:
         if not values:

@@ -10,10 +10,11 @@ from textual.binding import Binding
 from textual.content import Content
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, DirectoryTree, Input, Label, OptionList, Select
+from textual.widgets import Button, Input, Label, OptionList, Select
 from textual.widgets.option_list import Option
 
 from ...core.errors import WorkbenchError
+from ..widgets.toggles import Tick
 
 
 
@@ -50,7 +51,7 @@ class ConfirmDialog(ModalScreen[dict | None]):
         with Vertical(classes="dialog"):
             yield Label(self.question, classes="question", markup=False)
             if self.checkbox:
-                yield Checkbox(self.checkbox, id="confirm-check", compact=True)
+                yield Tick(self.checkbox, id="confirm-check", compact=True)
             with Horizontal(classes="buttons"):
                 yield Button("Yes (y)", variant="error" if self.danger else "primary", id="yes", compact=True)
                 yield Button("No (n)", id="no", compact=True)
@@ -63,7 +64,7 @@ class ConfirmDialog(ModalScreen[dict | None]):
         self.action_yes() if event.button.id == "yes" else self.action_no()
 
     def action_yes(self) -> None:
-        checked = bool(self.checkbox) and self.query_one("#confirm-check", Checkbox).value
+        checked = bool(self.checkbox) and self.query_one("#confirm-check", Tick).value
         self.dismiss({"checked": checked})
 
     def action_no(self) -> None:
@@ -126,7 +127,7 @@ class FormDialog(_FormScreen):
             box.border_title = self.title_text
             for field in self.fields:
                 if field.flag:
-                    yield Checkbox(field.label, value=bool(field.value), id=f"f-{field.name}", compact=True)
+                    yield Tick(field.label, bool(field.value), id=f"f-{field.name}", compact=True)
                     continue
                 yield from compose_field(field)
             yield from compose_buttons(self.submit_label)
@@ -192,30 +193,100 @@ class PickDialog(ModalScreen[str | None]):
 
 
 class FilePickerDialog(_FormScreen):
-    """Pick a file: type a path (checked as you type) or browse a directory tree (Enter on a file).
+    """Pick a file: type a path (the list below follows it, Tab completes) or walk the folders in the list
+    (Enter opens a folder, `..` goes up, Enter on a file picks it). Starts in the last folder used, else
+    the home folder. Extra fields (name, kind) travel with it; a typed or picked file fills an untouched
+    `name` field from the file name. Returns {"path": ..., **fields} or None."""
 
-    Extra fields (name, kind) travel with it. Returns {"path": ..., **fields} or None."""
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("tab", "complete", "Complete", priority=True)]
+    MAX_ENTRIES = 200
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+t", "focus_tree", "Browse")]
-
-    def __init__(self, title: str, start: Path, fields: list[FormField] | None = None):
+    def __init__(self, title: str, start: Path | None = None, fields: list[FormField] | None = None,
+                 note: str = "", suffixes: tuple[str, ...] = ()):
         super().__init__()
         self.title_text = title
         self.start = start
         self.fields = fields or []
+        self.note = note
+        self.suffixes = suffixes  # files shown in the list (all when empty)
+        self.folder = Path.home()
+        self._name_touched = False
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog picker") as box:
             box.border_title = self.title_text
-            yield Label("File (type a path, or ctrl+t to browse)")
-            yield Input(placeholder=str(self.start) + "/...", id="path", compact=True)
-            yield DirectoryTree(self.start, id="tree")
+            if self.note:
+                yield Label(self.note, classes="hint", markup=False)
+            yield Label("File (type a path: Tab completes; or pick below)")
+            yield Input(id="path", compact=True)
+            yield Label("", id="folder", classes="hint", markup=False)
+            yield OptionList(id="entries")
             for field in self.fields:
                 yield from compose_field(field)
-            yield from compose_buttons("Add")
+            yield from compose_buttons("OK" if not self.fields else "Add")
 
     def on_mount(self) -> None:
-        self.query_one("#path", Input).focus()
+        start = self.start or getattr(self.app, "last_folder", None) or Path.home()
+        self.show_folder(Path(start))
+        path_input = self.query_one("#path", Input)
+        with path_input.prevent(Input.Changed):
+            path_input.value = str(self.folder) + "/"
+        path_input.cursor_position = len(path_input.value)
+        path_input.focus()
+
+    # ------------------------------------------------------------ the list
+
+    def _wanted(self, path: Path) -> bool:
+        return not self.suffixes or path.suffix.lower() in self.suffixes
+
+    def show_folder(self, folder: Path, prefix: str = "") -> None:
+        """List `folder`: `..`, then its subfolders and files whose names start with `prefix`."""
+        try:
+            entries = sorted(folder.iterdir(), key=lambda p: (not p.is_dir(), p.name.lower()))
+        except OSError:
+            return
+        self.folder = folder
+        entries = [p for p in entries if not p.name.startswith(".") and p.name.startswith(prefix)
+                   and (p.is_dir() or self._wanted(p))]
+        options = [Option("..", id="..")] if folder.parent != folder else []
+        options += [Option(Content(p.name + ("/" if p.is_dir() else "")), id=str(p))
+                    for p in entries[:self.MAX_ENTRIES]]
+        listing = self.query_one("#entries", OptionList)
+        listing.clear_options()
+        listing.add_options(options)
+        more = f" (first {self.MAX_ENTRIES} of {len(entries)})" if len(entries) > self.MAX_ENTRIES else ""
+        self.query_one("#folder", Label).update(f"in {folder}{more}")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        target = self.folder.parent if event.option.id == ".." else Path(event.option.id)
+        path_input = self.query_one("#path", Input)
+        path_input.value = str(target) + ("/" if target.is_dir() else "")
+        path_input.cursor_position = len(path_input.value)
+        if target.is_file():
+            path_input.focus()
+
+    def action_complete(self) -> None:
+        """Tab in the path field: complete to the longest common prefix of the matching entries."""
+        path_input = self.query_one("#path", Input)
+        if self.focused is not path_input:
+            self.focus_next()
+            return
+        raw = Path(path_input.value).expanduser()
+        folder, prefix = (raw, "") if path_input.value.endswith("/") else (raw.parent, raw.name)
+        try:
+            names = [p.name + ("/" if p.is_dir() else "") for p in folder.iterdir()
+                     if p.name.startswith(prefix) and not p.name.startswith(".") and (p.is_dir() or self._wanted(p))]
+        except OSError:
+            return
+        if not names:
+            return
+        common = names[0] if len(names) == 1 else _common_prefix(names)
+        if len(common) > len(prefix):
+            path_input.value = str(folder / common) + ("/" if common.endswith("/") else "")
+            path_input.cursor_position = len(path_input.value)
+
+    # ------------------------------------------------------------ the form
 
     def problem(self) -> str | None:
         raw = self.query_one("#path", Input).value.strip()
@@ -225,7 +296,7 @@ class FilePickerDialog(_FormScreen):
         if not path.exists():
             return f"no such file: {path}"
         if not path.is_file():
-            return f"{path} is a folder, not a file"
+            return f"{path} is a folder: pick a file in it"
         for field in self.fields:
             if field.check:
                 try:
@@ -239,23 +310,37 @@ class FilePickerDialog(_FormScreen):
         return widget.value.strip() if isinstance(widget, Input) else widget.value
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        self.query_one("#form-error", Label).update(self.problem() or "")
+        if event.input.id == "f-name":
+            self._name_touched = True
+        if event.input.id == "path":
+            raw = event.value
+            path = Path(raw).expanduser()
+            if raw.endswith("/") and path.is_dir():
+                self.show_folder(path)
+            elif path.parent.is_dir():
+                self.show_folder(path.parent, path.name)
+            if path.is_file():
+                self._fill_name(path)
+        browsing = event.input.id == "path" and Path(event.value).expanduser().is_dir()
+        self.query_one("#form-error", Label).update("" if browsing else self.problem() or "")
 
-    def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
-        event.stop()
-        path_input = self.query_one("#path", Input)
-        path_input.value = str(event.path)
-        name_field = next((f for f in self.fields if f.name == "name"), None)
-        if name_field:
-            name_input = self.query_one(f"#f-{name_field.name}", Input)
-            if not name_input.value:
-                name_input.value = Path(event.path).stem
-        path_input.focus()
-
-    def action_focus_tree(self) -> None:
-        self.query_one("#tree", DirectoryTree).focus()
+    def _fill_name(self, path: Path) -> None:
+        if self._name_touched or not self.query("#f-name"):
+            return
+        name_input = self.query_one("#f-name", Input)
+        stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in path.stem).strip("-") or "data"
+        with name_input.prevent(Input.Changed):
+            name_input.value = stem
 
     def values(self) -> dict:
-        result = {"path": str(Path(self.query_one("#path", Input).value.strip()).expanduser())}
+        path = Path(self.query_one("#path", Input).value.strip()).expanduser()
+        self.app.last_folder = path.parent  # the next picker starts here
+        result = {"path": str(path)}
         result.update({f.name: self._value(f) for f in self.fields})
         return result
+
+
+def _common_prefix(names: list[str]) -> str:
+    import os
+
+    return os.path.commonprefix(names)

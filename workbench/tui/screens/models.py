@@ -165,7 +165,7 @@ class ModelsScreen(WorkbenchScreen):
         from ...core.models import ARCHITECTURES, STARTER_SHAPE
 
         fields = [
-            FormField("name", "Name", placeholder="my-model", check=_check_name),
+            FormField("name", "Name", placeholder="a new name", check=_check_name),
             FormField("arch", "Architecture", "gpt-neo", choices=list(ARCHITECTURES)),
             FormField("layers", "Layers", str(STARTER_SHAPE.layers), check=_check_int("layers")),
             FormField("hidden", "Hidden size", str(STARTER_SHAPE.hidden), check=_check_int("hidden size")),
@@ -196,8 +196,8 @@ class ModelsScreen(WorkbenchScreen):
 
     def action_import_model(self) -> None:
         fields = [
-            FormField("name", "Name", placeholder="gpt2-small", check=_check_name),
-            FormField("source", "Folder or hub id", placeholder="~/models/gpt2 or gpt2"),
+            FormField("name", "Name", placeholder="a new name", check=_check_name),
+            FormField("source", "Folder or hub id", placeholder="a folder path or a hub id"),
             FormField("reference", "Reference the folder in place (don't copy)", False, flag=True),
         ]
 

@@ -16,7 +16,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import DataTable, Label, Log, ProgressBar, TabbedContent, TabPane
+from rich.text import Text
+from textual.widgets import DataTable, Label, ProgressBar, RichLog, TabbedContent, TabPane
 
 from ...core.errors import WorkbenchError
 from ..format import duration, number
@@ -87,13 +88,12 @@ class TrainScreen(WorkbenchScreen):
                     yield table
                     with Vertical(id="job-view"):
                         yield Label("No job selected: press n to start one.", id="job-title", markup=False)
-                        chart = LossChart(id="loss-chart")
-                        chart.border_title = "Loss"
-                        yield chart
+                        yield LossChart(id="loss-chart")
                         with Horizontal(id="job-progress-row"):
                             yield ProgressBar(total=100, show_eta=False, id="job-progress")
                             yield Label("", id="job-stats", markup=False)
-                        log = Log(id="job-log", max_lines=LOG_LINES)
+                        log = RichLog(id="job-log", max_lines=LOG_LINES, wrap=True, markup=False,
+                                      highlight=False, auto_scroll=True)
                         log.border_title = "Log"
                         yield log
             with TabPane("New job (n)", id="new-pane"):
@@ -187,8 +187,10 @@ class TrainScreen(WorkbenchScreen):
         self.last_rows = {}
         self.first_train = None
         self._log_size = -1
-        self.query_one(LossChart).reset()
-        self.query_one("#job-log", Log).clear()
+        job = next((j for j in self.jobs if j.id == job_id), None)
+        self.query_one(LossChart).reset(f"Loss: job {job_id}" + (f", {job.out_model}" if job else "")
+                                        if job_id is not None else "Loss")
+        self.query_one("#job-log", RichLog).clear()
         self.show_job()
 
     def poll(self) -> None:
@@ -235,9 +237,10 @@ class TrainScreen(WorkbenchScreen):
                     self.first_train = (row.step, row.created_at)
             self.query_one(LossChart).add(message.rows)
         if message.log_tail is not None:
-            log = self.query_one("#job-log", Log)
+            log = self.query_one("#job-log", RichLog)
             log.clear()
-            log.write_lines(message.log_tail.splitlines()[-LOG_LINES:])
+            for line in message.log_tail.splitlines()[-LOG_LINES:]:
+                log.write(Text(line), scroll_end=True)  # long lines wrap; the pane follows the newest
             self._log_size = message.log_size  # read again when it changes
         self.show_job()
 

@@ -1,6 +1,8 @@
 """Train and validation loss against step, on textual-plot's PlotWidget, with a log-scale toggle.
 
-Points are appended as they arrive from the registry; the plot is redrawn only when there are new ones."""
+Points are appended as they arrive from the registry; the plot is redrawn only when there are new ones.
+The title (which job) and the legend live in the border, outside the plot area, so they never cover the
+curves; `reset` starts a new job with fresh, autoscaled axes."""
 
 from __future__ import annotations
 
@@ -40,10 +42,15 @@ class LossChart(PlotWidget):
 
     def on_mount(self) -> None:
         self.set_xlabel("step")
+        self.border_title = "Loss"
         self.redraw()
 
-    def reset(self) -> None:
+    def reset(self, title: str = "Loss") -> None:
+        """A new job: no points, autoscaled axes (not the last job's, nor a zoom), its own title."""
         self.points = {"train": [], "val": []}
+        self.border_title = title
+        self.set_xlimits(None, None)
+        self.set_ylimits(None, None)
         self.redraw()
 
     def add(self, rows: Iterable) -> int:
@@ -71,7 +78,7 @@ class LossChart(PlotWidget):
     def redraw(self) -> None:
         theme = self.app.current_theme
         self.clear()
-        self.set_ylabel("loss (log)" if self.log_scale else "loss")
+        self.set_ylabel("log" if self.log_scale else "")
         self.set_y_formatter(LogAxisFormatter() if self.log_scale else NumericAxisFormatter())
         styles = {"train": theme.primary, "val": theme.warning or theme.accent or "yellow"}
         for split in ("train", "val"):
@@ -86,4 +93,10 @@ class LossChart(PlotWidget):
                     self.plot(xs, ys, line_style=styles[split], hires_mode=HiResMode.BRAILLE)
             else:
                 self.plot(xs, ys, line_style=styles[split], hires_mode=HiResMode.BRAILLE, label="train")
-        self.show_legend(is_visible=self.count > 0)
+        self.show_legend(is_visible=False)
+        legend = []
+        if self.points["train"]:
+            legend.append(f"[{styles['train']}]━ train[/]")
+        if self.points["val"]:
+            legend.append(f"[{styles['val']}]● val[/]")
+        self.border_subtitle = "  ".join(legend)

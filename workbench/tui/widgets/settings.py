@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.widgets import Input, Label, Switch
+from textual.widgets import Checkbox, Input, Label
 
 from ...core.errors import WorkbenchError
+from .toggles import Tick
 
 # field -> (label, kind); kind: int | float | seed
 FIELDS = {
@@ -32,8 +33,7 @@ class SettingsPanel(VerticalScroll):
 
     def compose(self) -> ComposeResult:
         values = self._defaults.to_dict()
-        yield Label("Sampling")
-        yield Switch(value=values["do_sample"], id="set-do_sample")
+        yield Tick("Sampling", values["do_sample"], on_text="on", off_text="off (greedy)", id="set-do_sample")
         for name, (label, _) in FIELDS.items():
             yield Label(label)
             value = values[name]
@@ -43,7 +43,7 @@ class SettingsPanel(VerticalScroll):
     def settings(self):
         from ...core.generation import GenerationSettings
 
-        data: dict = {"do_sample": self.query_one("#set-do_sample", Switch).value}
+        data: dict = {"do_sample": self.query_one("#set-do_sample", Checkbox).value}
         for name, (label, kind) in FIELDS.items():
             raw = self.query_one(f"#set-{name}", Input).value.strip()
             if kind == "seed" and not raw:
@@ -60,7 +60,7 @@ class SettingsPanel(VerticalScroll):
         from ...core.generation import GenerationSettings
 
         settings = GenerationSettings.from_dict(values).to_dict()
-        self.query_one("#set-do_sample", Switch).value = bool(settings["do_sample"])
+        self.query_one("#set-do_sample", Checkbox).value = bool(settings["do_sample"])
         for name in FIELDS:
             value = settings[name]
             self.query_one(f"#set-{name}", Input).value = "" if value is None else str(value)
@@ -81,6 +81,6 @@ class SettingsPanel(VerticalScroll):
         event.stop()
         self.check()
 
-    def on_switch_changed(self, event: Switch.Changed) -> None:
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         event.stop()
         self.check()
