@@ -11,12 +11,17 @@ def register(subcommands) -> None:
 
     new = command(sub, "new", cmd_new, "create a fresh model from a config")
     new.add_argument("name")
-    new.add_argument("--arch", default="gpt-neo", choices=["gpt-neo", "gpt2"])
+    new.add_argument("--arch", default="gpt-neo", metavar="ARCH",
+                     help="any causal LM model type of transformers, e.g. gpt-neo, gpt2, llama, qwen3, gemma2, "
+                     "phi3 (default gpt-neo)")
     new.add_argument("--layers", type=int, default=2)
     new.add_argument("--hidden", type=int, default=128)
     new.add_argument("--heads", type=int, default=4)
     new.add_argument("--context", type=int, default=256)
     new.add_argument("--seed", type=int, default=0)
+    new.add_argument("--tokenizer", metavar="MODEL",
+                     help="copy this registered model's tokenizer, chat template and generation config "
+                     "(default: the GPT-2 tokenizer)")
     add_json_flag(new)
 
     add = command(sub, "add", cmd_add, "import a model folder, a GGUF file, or a hub id (from the local "
@@ -49,7 +54,8 @@ def cmd_new(args) -> int:
 
     ctx = context(args)
     shape = ModelShape(args.layers, args.hidden, args.heads, args.context)
-    record = create_model(ctx.ws, ctx.registry, args.name, args.arch, shape, seed=args.seed)
+    record = create_model(ctx.ws, ctx.registry, args.name, args.arch, shape, seed=args.seed,
+                          tokenizer=args.tokenizer)
     emit(args, record, lambda r: f"created '{r.name}' ({r.arch}, {r.params:,} parameters) in {r.path}")
     return 0
 

@@ -7,7 +7,8 @@ create (random models, the starter), manage (import, remove, rename), load (devi
 gguf (GGUF files to HF folders), starter (the SmolLM2 chat starter).
 """
 
-from .create import build_config, create_model, ensure_starter_model
+from .adapters import is_adapter_folder, point_adapter_at_base
+from .create import SUGGESTED_ARCHITECTURES, build_config, create_model, ensure_starter_model
 from .folders import (_read_config, _register_folder, arch_of, context_of, count_parameters,
                       instruction_template, register_folder, staged_folder, weights_file, weights_sha256)
 from .gguf import convert_gguf, import_gguf, is_gguf_file
@@ -20,7 +21,7 @@ from .starter import CHAT_STARTER, INSTALL_HINT, ensure_chat_starter, smollm2_gg
 from .tokenizer import load_tokenizer, quiet_transformers, write_gpt2_tokenizer_files
 
 __all__ = [
-    "CHAT_STARTER", "INSTALL_HINT", "convert_gguf", "ensure_chat_starter", "import_gguf", "is_gguf_file",
+    "SUGGESTED_ARCHITECTURES", "is_adapter_folder", "point_adapter_at_base", "CHAT_STARTER", "INSTALL_HINT", "convert_gguf", "ensure_chat_starter", "import_gguf", "is_gguf_file",
     "smollm2_gguf", "ARCHITECTURES", "PICKLE_WEIGHTS", "STARTER_MODEL", "STARTER_SHAPE", "TEMPLATE_FILE", "WEIGHT_FILES",
     "LoadedModel", "ModelCache", "ModelShape", "add_model", "arch_of", "build_config", "context_of",
     "count_parameters", "create_model", "ensure_starter_model", "instruction_template", "load_model_folder",

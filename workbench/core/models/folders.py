@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import WorkbenchError
 from ..registry import ModelRecord, Registry
+from .adapters import point_adapter_at_base
 from .names import PICKLE_WEIGHTS, TEMPLATE_FILE, WEIGHT_FILES, one_line, validate_name
 
 
@@ -145,6 +146,8 @@ def _register_folder(registry: Registry, name: str, folder: Path, source: str, p
         base = registry.get_model(parent) if parent else None
         arch = base.arch if base else "adapter"
         context = base.context_length if base else 0
+        if base is not None and not referenced:
+            point_adapter_at_base(folder, base.path)  # so plain peft finds the base too
     else:
         arch, context = arch_of(config), context_of(config)
     record = ModelRecord(

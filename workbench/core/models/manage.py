@@ -9,6 +9,7 @@ from pathlib import Path
 from ..errors import WorkbenchError
 from ..registry import ModelRecord, Registry
 from ..workspace import Workspace
+from .adapters import is_adapter_folder, point_adapter_at_base
 from .folders import _read_config, _register_folder, count_parameters, staged_folder, weights_file
 from .gguf import Progress, import_gguf, is_gguf_file
 from .hub import MODEL_FILE_PATTERNS, cache_folder_snapshot, cached_snapshot, download
@@ -102,12 +103,25 @@ def remove_model(registry: Registry, name: str, delete_files: bool = False) -> s
 
 
 def rename_model(ws: Workspace, registry: Registry, old: str, new: str) -> ModelRecord:
+    """Rename a model (and its folder when it lives in models/); adapters on it follow by registry name,
+    and their adapter_config.json is re-pointed at the moved folder so plain peft still loads them."""
     validate_name(new)
     record = registry.get_model(old)
+    if registry.find_model(new):
+        raise WorkbenchError(f"a model named '{new}' is already registered")
     new_path = record.path
     if not record.referenced and Path(record.path) == ws.model_dir(old):
         if ws.model_dir(new).exists():
             raise WorkbenchError(f"{ws.model_dir(new)} already exists")
         Path(record.path).rename(ws.model_dir(new))
         new_path = str(ws.model_dir(new))
-    return registry.rename_model(old, new, new_path)
+    try:
+        renamed = registry.rename_model(old, new, new_path)
+    except BaseException:
+        if new_path != record.path:  # put the folder back: registry and disk stay in step
+            Path(new_path).rename(record.path)
+        raise
+    for child in registry.children_of(new):
+        if child.adapter and not child.referenced and is_adapter_folder(child.path):
+            point_adapter_at_base(child.path, new_path)
+    return renamed
