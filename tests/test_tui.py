@@ -45,15 +45,6 @@ def test_opening_the_app_paints_models_without_importing_torch(home):
     assert out.stdout.split() == ["1", "False", "False"]
 
 
-async def test_an_empty_workspace_gets_the_starter_model_in_a_worker(tmp_path):
-    app = WorkbenchApp(tmp_path / "fresh")
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        table = app.screen.query_one("#models-table", DataTable)
-        assert table_column(table) == ["tiny-neo"]
-        assert any("starter model" in n for n in notes(app))
-
-
 async def test_modes_switch_by_key_and_function_key(home):
     app = WorkbenchApp(home)
     async with app.run_test(size=SIZE) as pilot:

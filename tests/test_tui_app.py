@@ -12,7 +12,7 @@ from textual.widgets import Footer, Input, Static
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.modes import MODES_SPEC
 
-from tui_helpers import SIZE, settle, table_column, visible_text
+from tui_helpers import SIZE, notes, settle, table_column, visible_text
 
 TUI = Path(__file__).resolve().parents[1] / "workbench" / "tui"
 
@@ -84,12 +84,19 @@ def test_workers_import_nothing_from_the_app():
 
 
 async def test_a_fresh_workspace_says_it_is_preparing_the_starter_models(tmp_path):
+    """Like `workbench init`: tiny-neo, then the chat model smollm2 when its GGUF package is installed."""
+    from workbench.core.models.starter import smollm2_gguf
+
     app = WorkbenchApp(tmp_path / "fresh")
     async with app.run_test(size=SIZE) as pilot:
         detail = visible_text(app.screen.query_one("#model-detail-text", Static))
         assert "Preparing the starter models" in detail and "press n" not in detail
         await settle(pilot)
         assert not app.preparing_starter
-        assert table_column(app.screen.query_one("#models-table")) != []
+        names = table_column(app.screen.query_one("#models-table"))
+        assert "tiny-neo" in names
+        if smollm2_gguf() is not None:
+            assert "smollm2" in names and any("imported the chat model 'smollm2'" in n for n in notes(app))
+        assert app.screen.query_one("#models-table").border_subtitle == ""
         detail = visible_text(app.screen.query_one("#model-detail-text", Static))
         assert "Preparing" not in detail

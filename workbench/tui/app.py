@@ -20,7 +20,7 @@ from ..core.context import Context, open_workspace
 from ..core.errors import WorkbenchError
 from .format import one_line
 from .modes import MODES_SPEC
-from .workers import StarterFailed, StarterPrepared, prepare_starter
+from .workers import StarterFailed, StarterPrepared, StarterProgress, prepare_starter
 
 
 def _screen_factory(target: str):
@@ -55,6 +55,7 @@ class WorkbenchApp(App):
         self._model_cache = None
         self.last_folder: Path | None = None  # where the last file picker picked a file
         self.preparing_starter = False  # True while a fresh workspace's starter models are made
+        self.starter_status = ""  # the step it is at
         # Published (with what changed: "models", "datasets", ...) after a worker changes the registry.
         self.registry_changed: Signal[str] = Signal(self, "registry-changed")
         self.sub_title = str(self.ctx.ws.home)

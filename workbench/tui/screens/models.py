@@ -98,6 +98,8 @@ class ModelsScreen(WorkbenchScreen):
             rows.append((record.name, [record.name, human_count(record.params), arch, ppl,
                                        record.parent or "-", record.source, when(record.created_at)]))
         refill(table, rows, keep)
+        status = self.wb.starter_status if self.wb.preparing_starter else ""
+        table.border_subtitle = f"preparing: {status}" if status else ""
         self.show_detail()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -107,7 +109,7 @@ class ModelsScreen(WorkbenchScreen):
         text = self.query_one("#model-detail-text", Static)
         name = self.selected
         if name is None:
-            text.update(STARTER_NOTE if self.wb.preparing_starter else
+            text.update(f"{STARTER_NOTE}\n\n{self.wb.starter_status}" if self.wb.preparing_starter else
                         "No models yet: press n to create one, i to import a folder.")
             return
         registry = self.ctx.registry
