@@ -159,6 +159,7 @@ async def test_chat_streams_tokens_and_saves_and_loads_the_session(home, monkeyp
         assert [b.speaker for b in bubbles] == ["user", "model"]
         assert bubbles[0].text == "Hello there"
         assert len(pieces) > 1 and bubbles[1].text == "".join(pieces).strip()
+        live = [(b.speaker, b.border_title, b.text, sorted(b.classes)) for b in bubbles]
 
         await pilot.press("ctrl+s")
         await pilot.pause()
@@ -174,6 +175,8 @@ async def test_chat_streams_tokens_and_saves_and_loads_the_session(home, monkeyp
         await pilot.pause()
         assert [b.text for b in screen.query(Bubble)][0] == "Hello there"
         assert len(screen.session.turns) == 2
+        # a reloaded session looks the same as the live one
+        assert [(b.speaker, b.border_title, b.text, sorted(b.classes)) for b in screen.query(Bubble)] == live
 
 
 async def test_chat_refuses_bad_settings_with_a_notification(home):

@@ -100,3 +100,16 @@ async def test_a_fresh_workspace_says_it_is_preparing_the_starter_models(tmp_pat
         assert app.screen.query_one("#models-table").border_subtitle == ""
         detail = visible_text(app.screen.query_one("#model-detail-text", Static))
         assert "Preparing" not in detail
+
+
+async def test_at_80_columns_the_chat_settings_fold_away_and_ctrl_t_brings_them_back(home):
+    app = WorkbenchApp(home, start_mode="chat")
+    async with app.run_test(size=(80, 24)) as pilot:
+        panel = app.screen.query_one("#chat-settings")
+        assert not panel.display and app.screen.has_class("-narrow")
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        assert panel.display
+    app = WorkbenchApp(home, start_mode="chat")
+    async with app.run_test(size=(120, 36)) as pilot:
+        assert app.screen.query_one("#chat-settings").display

@@ -35,6 +35,8 @@ def _screen_factory(target: str):
 class WorkbenchApp(App):
     TITLE = "Workbench"
     CSS_PATH = "workbench.tcss"
+    # Screens get -narrow below 100 columns (80x24 terminals): side panels fold, forms use one column.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     MODES = {name: _screen_factory(target) for name, (_, _, target) in MODES_SPEC.items()}
     BINDINGS = [
         # 1-6 switch modes (when no text field has the focus); F1-F6 work from anywhere.

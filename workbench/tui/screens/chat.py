@@ -15,6 +15,8 @@ from textual.message import Message
 from textual.widgets import Input, Label, Select
 
 from ...core.errors import WorkbenchError
+from ...core.evaluation.samples import blank_reply_note
+from ..loading import load_model
 from ..widgets.settings import SettingsPanel
 from ..widgets.transcript import Bubble, Transcript
 from .base import WorkbenchScreen
@@ -41,6 +43,9 @@ class ChatDone(Message):
 
 
 class ChatScreen(WorkbenchScreen):
+    """Talk to a model: type and Enter; Esc stops a reply. Sessions save (ctrl+s) and load (ctrl+o);
+    ctrl+t shows or hides the generation settings."""
+
     MODE = "chat"
     BINDINGS = [
         Binding("ctrl+n", "new_session", "New"),
@@ -60,6 +65,7 @@ class ChatScreen(WorkbenchScreen):
         self.generating = False
         self.stop_event = threading.Event()
         self.reply_bubble: Bubble | None = None
+        self.reply_tokens = 0  # streamed pieces of the reply being written
         self._pending_model: str | None = None
 
     def compose_body(self) -> ComposeResult:
@@ -152,6 +158,7 @@ class ChatScreen(WorkbenchScreen):
         log.add("user", text, "you")
         self.reply_bubble = log.add("model", "", model)
         self.reply_bubble.add_class("-streaming")
+        self.reply_tokens = 0
         self.generating = True
         self.stop_event = threading.Event()
         self.generate_reply(model, history, text, settings, self.stop_event)
@@ -162,8 +169,8 @@ class ChatScreen(WorkbenchScreen):
 
         try:
             registry = self.ctx.registry
-            self.post_message(ChatStatus(f"loading {model}..."))
-            loaded = self.wb.model_cache.get(registry, model)
+            loaded = load_model(self.wb.model_cache, registry, model,
+                                lambda text: self.post_message(ChatStatus(text)))
             prompt = chat_prompt(history, text, loaded.template)
             how = " with its instruction template" if loaded.template else ""
             self.post_message(ChatStatus(f"{model} is writing{how} (Esc stops)"))
@@ -179,6 +186,7 @@ class ChatScreen(WorkbenchScreen):
 
     def on_chat_token(self, message: ChatToken) -> None:
         if self.reply_bubble is not None:
+            self.reply_tokens += 1
             self.reply_bubble.append(message.piece)
             self.query_one(Transcript).follow()
 
@@ -188,10 +196,11 @@ class ChatScreen(WorkbenchScreen):
         if bubble is None:
             return
         bubble.remove_class("-streaming")
+        note = blank_reply_note(bubble.text, self.reply_tokens)
         reply = bubble.text.strip()
-        bubble.set_text(reply or "(no text)")
+        bubble.set_text(reply or f"({note})")
         self.session.add("model", reply, model=message.model)
-        self.set_status("stopped" if message.stopped else "")
+        self.set_status("stopped" if message.stopped else (f"{note} (ctrl+t: settings)" if note else ""))
 
     def operation_ended(self, group: str, ok: bool, data=None) -> None:
         if group == "chat" and not ok:
@@ -264,11 +273,11 @@ class ChatScreen(WorkbenchScreen):
         self.dirty = False
         log = self.query_one(Transcript)
         log.clear()
-        for turn in session.turns:
+        for turn in session.turns:  # drawn as the live chat drew them
             if turn.speaker == "user":
                 log.add("user", turn.text, "you")
             else:
-                log.add("model", turn.text, turn.model or "model")
+                log.add("model", turn.text or "(no visible text)", turn.model or "model")
         if session.settings:
             self.query_one(SettingsPanel).load(session.settings)
         if session.models:

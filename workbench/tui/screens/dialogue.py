@@ -13,6 +13,7 @@ from textual.message import Message
 from textual.widgets import Input, Label, Select
 
 from ...core.errors import WorkbenchError
+from ..loading import load_model
 from ..widgets.settings import SettingsPanel
 from ..widgets.transcript import Transcript
 from .base import WorkbenchScreen
@@ -43,6 +44,8 @@ class DialogueFinished(Message):
 
 
 class DialogueScreen(WorkbenchScreen):
+    """Two models talk: pick A and B, type an opening line, Enter starts, Esc stops, ctrl+s saves."""
+
     MODE = "dialogue"
     BINDINGS = [
         Binding("ctrl+r", "start", "Start"),
@@ -147,8 +150,8 @@ class DialogueScreen(WorkbenchScreen):
 
         try:
             registry, cache = self.ctx.registry, self.wb.model_cache
-            self.post_message(DialogueStatus(f"loading {model_a} and {model_b}..."))
-            loaded = (cache.get(registry, model_a), cache.get(registry, model_b))
+            say = lambda text: self.post_message(DialogueStatus(text))  # noqa: E731
+            loaded = (load_model(cache, registry, model_a, say), load_model(cache, registry, model_b, say))
             for index, turn in enumerate(run_dialogue(loaded, opening, turns, settings, stop=stop)):
                 if stop.is_set():
                     break
