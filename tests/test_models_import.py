@@ -209,3 +209,21 @@ def test_cache_folder_and_cli_offline(tmp_path, chat_source):
     result = workbench(home, "models", "add", "missing", "org/absent", env=env)
     assert result.returncode == 1 and result.stderr.count("\n") == 1
     assert str(cache) in result.stderr and "not in the Hugging Face cache" in result.stderr
+
+
+# ---------------------------------------------------------------- the chat starter in the app
+
+
+async def test_models_screen_starts_on_smollm2(ctx):
+    from textual.widgets import DataTable
+
+    from tui_helpers import SIZE, settle
+    from workbench.core.models import ModelShape, create_model
+    from workbench.tui.app import WorkbenchApp
+
+    create_model(ctx.ws, ctx.registry, "smollm2", "llama", ModelShape(1, 32, 2, 64))  # the name is what counts
+    app = WorkbenchApp(ctx.ws.home)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert app.screen.query_one("#models-table", DataTable).row_count == 2
+        assert app.screen.selected == "smollm2"

@@ -89,7 +89,9 @@ class ModelsScreen(WorkbenchScreen):
             table = self.query_one("#models-table", DataTable)
         except Exception:  # noqa: BLE001 - not composed yet
             return
-        keep = self.selected
+        from ...core.models.starter import CHAT_STARTER
+
+        keep = self.selected or CHAT_STARTER  # a fresh screen starts on smollm2, the model to talk to
         registry = self.ctx.registry
         rows = []
         for record in registry.list_models():
