@@ -11,7 +11,6 @@ import pytest
 from workbench.core.context import open_workspace
 from workbench.tui.app import WorkbenchApp
 
-SIZE = (100, 30)
 FIXED_TIME = "2025-01-01T12:00:00+00:00"
 TEXT = ("Alice was beginning to get very tired of sitting by her sister on the bank, and of having "
         "nothing to do: once or twice she had peeped into the book her sister was reading.\n\n") * 30
@@ -39,29 +38,22 @@ def snap_home(home, tmp_path):
     return home
 
 
-def test_models_screen(snap_home, snap_compare):
-    assert snap_compare(WorkbenchApp(snap_home), terminal_size=SIZE, press=["down"])
+SIZES = {"80x24": (80, 24), "120x36": (120, 36)}
+# screen -> (start mode, keys pressed before the snapshot)
+SCREENS = {
+    "models": ("models", ["down"]),
+    "data": ("data", []),
+    "train-jobs": ("train", []),
+    "train-new-job": ("train", ["n"]),
+    "chat": ("chat", []),
+    "dialogue": ("dialogue", []),
+    "evaluate": ("evaluate", []),
+    "help": ("train", ["question_mark"]),
+}
 
 
-def test_models_screen_80x24(snap_home, snap_compare):
-    assert snap_compare(WorkbenchApp(snap_home), terminal_size=(80, 24))
-
-
-def test_data_screen(snap_home, snap_compare):
-    assert snap_compare(WorkbenchApp(snap_home, start_mode="data"), terminal_size=SIZE)
-
-
-def test_train_new_job_form(snap_home, snap_compare):
-    assert snap_compare(WorkbenchApp(snap_home, start_mode="train"), terminal_size=SIZE, press=["n"])
-
-
-def test_chat_screen(snap_home, snap_compare):
-    assert snap_compare(WorkbenchApp(snap_home, start_mode="chat"), terminal_size=SIZE)
-
-
-def test_dialogue_screen(snap_home, snap_compare):
-    assert snap_compare(WorkbenchApp(snap_home, start_mode="dialogue"), terminal_size=SIZE)
-
-
-def test_evaluate_screen(snap_home, snap_compare):
-    assert snap_compare(WorkbenchApp(snap_home, start_mode="evaluate"), terminal_size=SIZE)
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("screen", SCREENS)
+def test_screen(snap_home, snap_compare, screen, size):
+    mode, keys = SCREENS[screen]
+    assert snap_compare(WorkbenchApp(snap_home, start_mode=mode), terminal_size=SIZES[size], press=keys)

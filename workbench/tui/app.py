@@ -42,8 +42,8 @@ class WorkbenchApp(App):
         # 1-6 switch modes (when no text field has the focus); F1-F6 work from anywhere.
         *[Binding(key, f"show_mode('{name}')", title, show=False)
           for name, (key, title, _) in MODES_SPEC.items()],
-        *[Binding(f"f{key}", f"show_mode('{name}')", "Modes" if key == "1" else title,
-                  show=key == "1", key_display="F1-6" if key == "1" else None, priority=True)
+        # Not in the footer: the mode bar at the top shows these keys.
+        *[Binding(f"f{key}", f"show_mode('{name}')", title, show=False, priority=True)
           for name, (key, title, _) in MODES_SPEC.items()],
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("ctrl+q", "quit", "Quit", priority=True),

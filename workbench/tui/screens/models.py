@@ -56,7 +56,7 @@ class ModelsScreen(WorkbenchScreen):
     BINDINGS = [
         Binding("n", "new", "New", tooltip="Create a fresh model from a config"),
         Binding("i", "import_model", "Import", tooltip="Register a local folder or a hub id"),
-        Binding("r", "rename", "Rename"),
+        Binding("r", "rename", "Rename", show=False),
         Binding("d", "delete", "Delete"),
         Binding("c", "chat", "Chat", tooltip="Chat with the selected model"),
         Binding("e", "evaluate", "Eval", tooltip="Evaluate the selected model"),

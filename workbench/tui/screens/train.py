@@ -56,12 +56,12 @@ class TrainScreen(WorkbenchScreen):
     MODE = "train"
     BINDINGS = [
         Binding("n", "new_job", "New job"),
-        Binding("j", "show_jobs", "Jobs"),
+        Binding("j", "show_jobs", "Jobs", show=False),
         Binding("ctrl+r", "start", "Start"),
         Binding("c", "cancel", "Cancel"),
         Binding("u", "resume", "Resume"),
         Binding("g", "register", "Register", tooltip="Register a stopped job's last checkpoint as a model"),
-        Binding("l", "log_scale", "Log scale"),
+        Binding("l", "log_scale", "Log scale", show=False),
         Binding("escape", "show_jobs", "Jobs", show=False),
     ]
 

@@ -12,7 +12,7 @@ import shlex
 from dataclasses import fields
 
 from textual.app import ComposeResult
-from textual.containers import Grid, VerticalScroll
+from textual.containers import Grid, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Input, Label, Select, Static
 
@@ -86,7 +86,7 @@ def in_form_words(message: str) -> str:
     return re.sub(r"--([a-z][a-z-]*)", lambda m: LABELS.get(m[1], m[1]), message)
 
 
-class TrainForm(VerticalScroll):
+class TrainForm(Vertical):
     """The form; `refresh_choices(models, datasets, taken)` fills the lists; `reset()` restores defaults."""
 
     class StartRequested(Message):
@@ -101,7 +101,7 @@ class TrainForm(VerticalScroll):
         self.taken: set[str] = set()  # model names in use (registered or a job's output)
 
     def compose(self) -> ComposeResult:
-        with Grid(id="train-grid"):
+        with VerticalScroll(id="train-fields"), Grid(id="train-grid"):
             yield Label("Base model")
             yield Select([], id="t-base_model", compact=True, allow_blank=True, prompt="pick a model")
             yield Label("Dataset")
@@ -117,9 +117,10 @@ class TrainForm(VerticalScroll):
                                  compact=True)
                 else:
                     yield Input(str(value), id=f"t-{name}", compact=True)
+        # Below the scrolling fields, so the problem, the command and Start stay in view at 80x24.
         yield Label("", id="train-problem", classes="error", markup=False)
         yield Static("", id="train-preview", markup=False)
-        yield Button("Start training (ctrl+r)", variant="primary", id="train-start")
+        yield Button("Start training (ctrl+r)", variant="primary", id="train-start", compact=True)
 
     # ------------------------------------------------------------ values
 

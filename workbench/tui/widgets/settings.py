@@ -33,7 +33,8 @@ class SettingsPanel(VerticalScroll):
 
     def compose(self) -> ComposeResult:
         values = self._defaults.to_dict()
-        yield Tick("Sampling", values["do_sample"], on_text="on", off_text="off (greedy)", id="set-do_sample")
+        yield Tick("Sampling", values["do_sample"], on_text="on", off_text="off", id="set-do_sample",
+                   compact=True)
         for name, (label, _) in FIELDS.items():
             yield Label(label)
             value = values[name]
