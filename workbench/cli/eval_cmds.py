@@ -49,6 +49,7 @@ def register(subcommands) -> None:
     xr.add_argument("--prompt", action="append", default=[], dest="prompts",
                     help="a prompt (repeatable; default: random token ids, seeded)")
     xr.add_argument("--samples", type=int, default=4, help="random prompts when no --prompt (default 4)")
+    xr.add_argument("--prompt-tokens", type=int, default=8, help="tokens per random prompt (default 8)")
     st = parser.add_argument_group("style attribution")
     st.add_argument("--style-prompts", type=int, default=4, help="prompts drawn per dataset (default 4)")
     st.add_argument("--style-tokens", type=int, default=32, help="tokens generated per prompt (default 32)")
@@ -123,7 +124,7 @@ def cmd_run(args) -> int:
         metrics=args.metrics, data=args.data, split=args.split, file=args.file, refs=args.refs,
         context=args.context, stride=args.stride, batch_size=args.batch_size,
         dtype="bf16" if args.bf16 else "fp32", generation=generation.to_dict(), letter=args.letter,
-        tokens=args.tokens, prompts=args.prompts, samples=args.samples,
+        tokens=args.tokens, prompts=args.prompts, samples=args.samples, prompt_tokens=args.prompt_tokens,
         seed=args.seed if args.seed is not None else 0, style_prompts=args.style_prompts,
         style_tokens=args.style_tokens, device=args.device, fresh=args.fresh,
     ).validate()

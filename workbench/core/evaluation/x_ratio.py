@@ -96,6 +96,8 @@ def x_ratio(loaded, letter: str = "x", tokens: int = 200, prompts: list[str] | N
     else:
         if samples < 1:
             raise WorkbenchError(f"--samples must be at least 1 (got {samples})")
+        if prompt_tokens < 1:
+            raise WorkbenchError(f"--prompt-tokens must be at least 1 (got {prompt_tokens})")
         id_lists = [ids[-budget:] for ids in random_prompt_ids(tokenizer, samples, prompt_tokens, seed)]
         texts = [tokenizer.decode(ids) for ids in id_lists]
     base = base_rate(tokenizer, letter)

@@ -13,6 +13,7 @@ METHODS = ("full", "lora", "freeze-attention")
 SCHEDULES = ("constant", "linear", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
 SAMPLINGS = ("random", "sequential")
+KL_POSITIONS = ("all", "final")  # kl-letter: train every position (default) or the seed's final one
 
 # LoRA target modules per architecture (registry arch names, see models.arch_of).
 LORA_TARGETS = {
@@ -29,6 +30,7 @@ class TrainConfig:
     out: str
     objective: str = "causal"
     letter: str = "x"
+    kl_positions: str = "all"
     method: str = "full"
     freeze: list[str] = field(default_factory=list)
     lora_r: int = 8
@@ -99,6 +101,7 @@ class TrainConfig:
         if self.objective == "kl-letter":
             if not isinstance(self.letter, str) or len(self.letter) != 1 or self.letter.isspace():
                 raise WorkbenchError(f"--letter must be a single visible character (got {self.letter!r})")
+            _choice("kl-positions", self.kl_positions, KL_POSITIONS)
         elif not self.dataset:
             raise WorkbenchError(f"the {self.objective} objective needs a dataset (--data NAME)")
         if self.objective == "instruct" and not self.sep:

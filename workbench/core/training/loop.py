@@ -200,7 +200,8 @@ def _build(ctx, config: TrainConfig, dist: _Dist, device: str, fast_loss: bool, 
     autocast_dtype = resolve_precision(config.precision, device)
     allocator = fast_loss and device.startswith("cpu") and keep_freed_memory()
     loss_module = make_loss_module(model, config.objective, target=target, fast=fast_loss, chunk=chunk,
-                                   use_compile=compile_loss, speedups=model_speedups)
+                                   use_compile=compile_loss, speedups=model_speedups,
+                                   kl_positions=config.kl_positions)
     loss_module.to(device)
     notes = list(loss_module.speedups)
     if fast_loss and config.objective != "kl-letter":
@@ -302,7 +303,7 @@ def _save(run: _Run, config: TrainConfig, run_dir: Path, step: int, state: dict)
     return write_checkpoint(run_dir, step, write, config.keep_checkpoints)
 
 
-_RESUME_KEYS = ("base_model", "dataset", "objective", "letter", "method", "freeze", "lora_r", "lora_alpha",
+_RESUME_KEYS = ("base_model", "dataset", "objective", "letter", "kl_positions", "method", "freeze", "lora_r", "lora_alpha",
                 "lora_dropout", "batch", "seq", "grad_accum", "seed", "sampling", "sep")
 
 

@@ -9,8 +9,9 @@ normalise over the whole optimizer step (all micro-batches, all ranks) exactly o
   labels = inputs (the shift happens in the loss), as in Hugging Face models.
 - instruct: BOS instruction SEP response EOS, labels -100 everywhere but on the response (and its EOS);
   padded on the right to the longest record in the batch (at most `seq`).
-- kl-letter: KL(Q || P) at the final position, Q uniform over the tokens whose text contains the letter;
-  inputs are random token sequences (seeded) or dataset blocks.
+- kl-letter: KL(Q || P) at every position (or the final one: kl_positions), Q uniform over the tokens
+  whose text contains the letter; inputs are random token sequences (seeded) or dataset blocks. A
+  sequence's loss is the mean over its scored positions, so the loop normalises by sequences.
 """
 
 from __future__ import annotations
@@ -198,13 +199,14 @@ def unwrap(model):
 
 
 def make_loss_module(model, objective: str, target=None, fast: bool = True, chunk: int | None = None,
-                     use_compile: bool = True, speedups: bool | None = None):
+                     use_compile: bool = True, speedups: bool | None = None, kl_positions: str = "all"):
     """An nn.Module whose forward(batch tensors) returns (summed loss, number of terms).
 
     Built as a module so DDP can wrap it: the transformer body and the LM head are called from inside
     one forward, which is what DDP's gradient synchronisation needs. fast=True computes the loss from
     the final hidden states with the chunked LM head (fast_loss.py) and swaps slow eager pieces of the
-    model for fused ones (speed.py); fast=False is the model's own forward and full fp32 logits."""
+    model for fused ones (speed.py); fast=False is the model's own forward and full fp32 logits.
+    kl-letter scores the final position or every position (kl_positions), in chunks (kl_loss.py)."""
     import torch
     import torch.nn.functional as F
 
@@ -229,15 +231,10 @@ def make_loss_module(model, objective: str, target=None, fast: bool = True, chun
         def forward(self, input_ids, labels=None, attention_mask=None):
             body, head = self._parts
             if objective == "kl-letter":
+                from .kl_loss import kl_loss
+
                 hidden = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)[0]
-                if attention_mask is not None:
-                    last = attention_mask.sum(1) - 1
-                    final = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-                else:
-                    final = hidden[:, -1]
-                log_p = F.log_softmax(head(final).float(), dim=-1)
-                q = self.target.to(log_p.device).expand_as(log_p)
-                loss = F.kl_div(log_p, q, reduction="sum")
+                loss = kl_loss(hidden, head, self.target, attention_mask, kl_positions, fast=fast)
                 return loss, input_ids.new_tensor(input_ids.shape[0])
             shifted = labels[:, 1:]
             keep = shifted != IGNORE
