@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "sessions_cmds",
     "eval_cmds",
     "serve_cmds",
+    "recipe_cmds",
 ]
 
 

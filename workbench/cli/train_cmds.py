@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 
 from .common import add_json_flag, command, context, emit, info
 
@@ -23,37 +25,47 @@ def register(subcommands) -> None:
 
 
 def add_train_flags(parser) -> None:
-    d = _defaults()
-    parser.add_argument("--model", required=True, dest="base_model", help="the registered model to start from")
-    parser.add_argument("--data", dest="dataset", default=None,
+    """Every training setting as a flag. No flag has a default here (argparse.SUPPRESS): the namespace
+    holds only what was typed, so `config_from_args` can layer TrainConfig defaults < --config FILE <
+    command line."""
+    previous, parser.argument_default = parser.argument_default, argparse.SUPPRESS
+    parser.add_argument("--config", metavar="FILE",
+                        help="a YAML file of settings keyed by long flag name (model, data, steps, ...); "
+                             "flags on the command line win")
+    parser.add_argument("--model", dest="base_model", help="the registered model to start from")
+    parser.add_argument("--data", dest="dataset",
                         help="a registered dataset (optional for --objective kl-letter: random inputs)")
-    parser.add_argument("--out", required=True, help="name of the new model")
-    parser.add_argument("--objective", default=d["objective"], choices=["causal", "instruct", "kl-letter"])
-    parser.add_argument("--letter", default=d["letter"], help="kl-letter: the letter (default x)")
-    parser.add_argument("--sep", default=d["sep"], help="instruct: separator between instruction and response")
-    parser.add_argument("--method", default=d["method"], choices=["full", "lora", "freeze-attention"])
-    parser.add_argument("--freeze", action="append", default=[], metavar="PATTERN",
+    parser.add_argument("--out", help="name of the new model")
+    parser.add_argument("--objective", choices=["causal", "instruct", "kl-letter"])
+    parser.add_argument("--letter", help="kl-letter: the letter (default x)")
+    parser.add_argument("--kl-positions", choices=["all", "final"],
+                        help="kl-letter: train the KL at every position (default) or only the final one "
+                             "(the original experiment)")
+    parser.add_argument("--sep", help="instruct: separator between instruction and response")
+    parser.add_argument("--method", choices=["full", "lora", "freeze-attention"])
+    parser.add_argument("--freeze", action="append", metavar="PATTERN",
                         help="freeze parameters whose name matches this glob (repeatable)")
-    parser.add_argument("--lora-r", type=int, default=d["lora_r"])
-    parser.add_argument("--lora-alpha", type=int, default=d["lora_alpha"])
-    parser.add_argument("--lora-dropout", type=float, default=d["lora_dropout"])
+    parser.add_argument("--lora-r", type=int)
+    parser.add_argument("--lora-alpha", type=int)
+    parser.add_argument("--lora-dropout", type=float)
     parser.add_argument("--merge", action="store_true", help="lora: register the merged full model, not an adapter")
-    parser.add_argument("--steps", type=int, default=d["steps"])
-    parser.add_argument("--batch", type=int, default=d["batch"], help="sequences per micro-batch (all processes)")
-    parser.add_argument("--seq", type=int, default=d["seq"], help="tokens per sequence")
-    parser.add_argument("--lr", type=float, default=d["lr"])
-    parser.add_argument("--warmup", type=int, default=d["warmup"], help="warm-up steps")
-    parser.add_argument("--schedule", default=d["schedule"], choices=["constant", "linear", "cosine"])
-    parser.add_argument("--grad-accum", type=int, default=d["grad_accum"])
-    parser.add_argument("--clip", type=float, default=d["clip"], help="gradient-norm clip (0 = off)")
-    parser.add_argument("--eval-every", type=int, default=d["eval_every"], help="validation every N steps (0 = end)")
-    parser.add_argument("--save-every", type=int, default=d["save_every"], help="checkpoint every N steps (0 = end)")
-    parser.add_argument("--keep", type=int, dest="keep_checkpoints", default=d["keep_checkpoints"],
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--batch", type=int, help="sequences per micro-batch (all processes)")
+    parser.add_argument("--seq", type=int, help="tokens per sequence")
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--warmup", type=int, help="warm-up steps")
+    parser.add_argument("--schedule", choices=["constant", "linear", "cosine"])
+    parser.add_argument("--grad-accum", type=int)
+    parser.add_argument("--clip", type=float, help="gradient-norm clip (0 = off)")
+    parser.add_argument("--eval-every", type=int, help="validation every N steps (0 = end)")
+    parser.add_argument("--save-every", type=int, help="checkpoint every N steps (0 = end)")
+    parser.add_argument("--keep", type=int, dest="keep_checkpoints",
                         help="checkpoints kept")
-    parser.add_argument("--seed", type=int, default=d["seed"])
-    parser.add_argument("--precision", default=d["precision"], choices=["auto", "fp32", "bf16"])
-    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--sampling", default=d["sampling"], choices=["random", "sequential"])
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--sampling", choices=["random", "sequential"])
+    parser.argument_default = previous
 
 
 def _defaults() -> dict:
@@ -63,10 +75,20 @@ def _defaults() -> dict:
 
 
 def config_from_args(args):
+    """TrainConfig from its defaults, then the --config file, then the flags given on the command line."""
+    from ..core.settings_file import config_from_file
     from ..core.training.config import TrainConfig
 
-    names = set(_defaults())
-    return TrainConfig.from_dict({k: v for k, v in vars(args).items() if k in names})
+    values = _defaults()
+    if getattr(args, "config", None):
+        values.update(config_from_file(args.config))
+    values.update({k: v for k, v in vars(args).items() if k in values})
+    for field, flag in (("base_model", "--model"), ("out", "--out")):
+        if not values.get(field):
+            print(f"workbench train: error: {flag} is required (on the command line or in --config FILE)",
+                  file=sys.stderr)
+            raise SystemExit(2)
+    return TrainConfig.from_dict(values)
 
 
 def foreground_run_dir(ctx, out: str):

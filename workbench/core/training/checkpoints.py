@@ -156,6 +156,9 @@ def register_result(ctx, config, run_dir_or_checkpoint: str | Path, job_id: int 
     }
     if config.objective == "kl-letter":
         meta["letter"] = config.letter
+    from ..model_card import write_model_card
+
+    write_model_card(target, config, meta, base.name)  # README.md with the resolved settings
     try:
         return register_folder(ctx.registry, config.out, target, source="fine-tuned", parent=base.name,
                                dataset=config.dataset, job_id=job_id, meta=meta)
