@@ -39,21 +39,26 @@ def config_fields(settings: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
-def read_settings_file(path: str | Path) -> dict[str, Any]:
-    """The mapping in a YAML (or JSON) settings file; errors are one line naming the file."""
+def load_yaml(text: str, where: str) -> Any:
+    """yaml.safe_load, with a syntax error as one line: "WHERE: not valid YAML at line N"."""
     import yaml
 
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise WorkbenchError(f"{where}: not valid YAML{at}") from None
+
+
+def read_settings_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML (or JSON) settings file; errors are one line naming the file."""
     file = Path(path).expanduser()
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise WorkbenchError(f"cannot read {file}: {getattr(error, 'strerror', None) or error}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise WorkbenchError(f"{file}: not valid YAML{where}") from None
+    data = load_yaml(text, str(file))
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -84,14 +84,9 @@ class Recipe:
 
 def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
     """A Recipe from YAML text; any problem is one WorkbenchError line naming the source."""
-    import yaml
+    from ..settings_file import load_yaml
 
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise WorkbenchError(f"recipe {source}: not valid YAML{where}") from None
+    data = load_yaml(text, f"recipe {source}")
     if not isinstance(data, dict):
         raise WorkbenchError(f"recipe {source}: expected a mapping with 'name' and 'steps'")
     _unknown(data, TOP_KEYS, f"recipe {source}")

@@ -153,8 +153,9 @@ def run_eval(ctx, params: dict, env) -> dict:
         result = evaluate(ctx, models, EvalRequest(metrics=["style"], data=names(params["data"], "data"),
                                                    **base), **hooks)
         style = result["style"]
-        out["style"] = {"confusion": style.get("confusion"), "accuracy": style.get("accuracy"),
-                        "models": style.get("models"), "datasets": style.get("datasets")}
+        out["style"] = {k: style.get(k) for k in ("models", "datasets", "confusion", "accuracy",
+                                                  "confusion_calibrated", "accuracy_calibrated",
+                                                  "best_model_per_dataset")}
         out["style_self_attribution"] = {r["model"]: r["metrics"].get("style_self_attribution")
                                          for r in result["results"]}
     return out
