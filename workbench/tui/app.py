@@ -131,8 +131,16 @@ class WorkbenchApp(App):
         screen = await self.show("train")
         screen.use_base_model(model)
 
+    def open_recipes(self) -> None:
+        from .screens.recipes import RecipesScreen
+
+        if not isinstance(self.screen, RecipesScreen):
+            self.push_screen(RecipesScreen())
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield SystemCommand("Keys help (?)", "Every key of this screen and of the app", self.action_help)
+        yield SystemCommand("Recipes", "Run the original experiments and compare with their figures",
+                            self.open_recipes)
         for name, (key, title, _) in MODES_SPEC.items():
             yield SystemCommand(f"{title} ({key})", f"Switch to the {title} screen",
                                 partial(self.run_action, f"show_mode('{name}')"))

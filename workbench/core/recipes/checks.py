@@ -11,7 +11,7 @@ GENERATION_KEYS = {"max_new_tokens", "do_sample", "temperature", "top_k", "top_p
 EVAL_METRICS = ("ppl", "x-ratio", "style")
 ALLOWED = {
     "data": {"books", "instructions"},
-    "model": {"name", "arch", "layers", "hidden", "heads", "context", "seed"},
+    "model": {"name", "arch", "layers", "hidden", "heads", "context", "seed", "starter"},
     "eval": {"models", "metrics", "data", "split", "prompts", "prompt_tokens", "samples", "tokens", "letter",
              "seed", "own", "style_prompts", "style_tokens", "batch_size", "context", "instructions",
              "generation"},
@@ -104,8 +104,12 @@ def _data(params: dict) -> None:
 
 
 def _model(params: dict) -> None:
+    if "starter" in params:
+        if params["starter"] != "smollm2" or len(params) > 1:
+            raise WorkbenchError("'starter' takes the chat starter's name, smollm2, and nothing beside it")
+        return
     if not isinstance(params.get("name"), str):
-        raise WorkbenchError("a model step needs 'name'")
+        raise WorkbenchError("a model step needs 'name' (a new model) or 'starter: smollm2'")
     if params.get("arch", "gpt2") not in ("gpt2", "gpt-neo", "llama"):
         raise WorkbenchError(f"unknown arch {params.get('arch')!r}: choose gpt2, gpt-neo or llama")
     for key in ("layers", "hidden", "heads", "context"):

@@ -55,8 +55,15 @@ def _ensure_instructions(ctx, name: str, count: int, seed: int, env):
 
 
 def run_model(ctx, params: dict, env) -> dict:
-    from ..models import ModelShape, create_model
+    """A new model from a config (as `models new`), or the chat starter imported as `init` does."""
+    from ..models import ModelShape, create_model, ensure_chat_starter
 
+    if params.get("starter"):
+        record, why = ensure_chat_starter(ctx.ws, ctx.registry, progress=env.note)
+        if why:
+            raise WorkbenchError(why)
+        env.note(f"imported the chat starter '{record.name}'" if record else "the chat starter is registered")
+        return {"model": params["starter"], "created": record is not None}
     name = params["name"]
     shape = ModelShape(**{k: params[k] for k in ("layers", "hidden", "heads", "context") if k in params})
     existing = ctx.registry.find_model(name)

@@ -75,7 +75,7 @@ class RecipesScreen(Screen):
     def __init__(self):
         super().__init__()
         self._stop = threading.Event()
-        self._running = False
+        self._recipe_running = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="recipes-body"):
@@ -130,11 +130,11 @@ class RecipesScreen(Screen):
 
     def action_run(self, quick: bool) -> None:
         name = self.selected()
-        if name is None or self._running:
-            self.notify("a recipe is already running" if self._running else "no recipe selected",
+        if name is None or self._recipe_running:
+            self.notify("a recipe is already running" if self._recipe_running else "no recipe selected",
                         severity="warning")
             return
-        self._running = True
+        self._recipe_running = True
         self._stop.clear()
         self.query_one("#run-log", Log).clear()
         self.query_one("#figures-table", DataTable).clear()
@@ -146,7 +146,7 @@ class RecipesScreen(Screen):
         run_recipe_worker(self.ctx, name, quick, self.post_message, self._stop)
 
     def action_stop(self) -> None:
-        if self._running:
+        if self._recipe_running:
             self._stop.set()
             self.query_one("#run-status", Label).update("stopping after the current step...")
 
@@ -167,7 +167,7 @@ class RecipesScreen(Screen):
             log.write_line(f"  {event.kind}: {event.message}")
 
     def on_recipe_finished(self, message: RecipeFinished) -> None:
-        self._running = False
+        self._recipe_running = False
         self.show_report(message.report)
         if message.report.get("failure"):
             self.notify(message.report["failure"]["error"], title="recipe stopped", severity="error", timeout=8)
@@ -176,7 +176,7 @@ class RecipesScreen(Screen):
             changed.publish("models")
 
     def on_recipe_failed(self, message: RecipeFailed) -> None:
-        self._running = False
+        self._recipe_running = False
         self.query_one("#run-status", Label).update("")
         self.notify(message.text, severity="error", timeout=8)
 
@@ -203,7 +203,7 @@ class RecipesScreen(Screen):
         self.notify(f"no report of {name} yet: run it with r (or q for quick)", severity="warning")
 
     def action_close(self) -> None:
-        if self._running:
+        if self._recipe_running:
             self.notify("the recipe keeps running in the background of this screen; s stops it",
                         severity="warning")
             return
