@@ -55,6 +55,8 @@ def test_bad_recipes_fail_with_one_line_naming_the_file(text, message):
 def test_quick_overrides_and_shipped_recipes_parse(ctx):
     recipe = parse_recipe(GOOD, "good.yaml")
     assert recipe.steps[0].settings(False)["steps"] == 5 and recipe.steps[0].settings(True)["steps"] == 2
+    skipping = parse_recipe(GOOD.replace("quick: {steps: 2}", "quick: {skip: true}"), "skip.yaml").steps[0]
+    assert skipping.skipped(True) and not skipping.skipped(False) and "skip" not in skipping.settings(True)
     recipes, problems = list_recipes(ctx)
     assert problems == []
     assert {"like-x", "alice-vs-poe", "instruct", "generation"} <= {r.name for r in recipes}
@@ -75,7 +77,8 @@ steps:
   - {id: train, kind: train, with: {model: tiny-neo, data: words, out: words-neo, steps: 40, batch: 2, seq: 16,
      lr: 0.005, warmup: 0, eval-every: 0}, quick: {steps: 2}}
   - {id: ppl, kind: eval, with: {models: [tiny-neo, words-neo], metrics: [ppl], data: [words], context: 64,
-     own: {words-neo: words}}}
+     own: {words-neo: words}}, quick: {limit_chars: 2000}}
+  - {id: slow, kind: generate, with: {models: [tiny-neo], prompts: [never]}, quick: {skip: true}}
   - {id: xr, kind: eval, with: {models: [words-neo], metrics: [x-ratio], tokens: 6, samples: 1,
      prompt_tokens: [2, 4], prompts: ["the cat sat"]}}
   - {id: gen, kind: generate, with: {models: [words-neo], prompts: ["the cat"], settings: [
@@ -108,12 +111,13 @@ def test_recipe_runs_end_to_end_and_lands_in_the_registry(home, tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["status"] == "completed" and report["quick"] is True
-    assert "[2/6] train (train)" in result.stderr and "added from" in result.stderr  # progress
+    assert "[2/7] train (train)" in result.stderr and "added from" in result.stderr  # progress
     figures = {f["name"]: f for f in report["figures"]}
     assert figures["steps done"]["measured"] == 2 and figures["steps done"]["match"] is True
     assert isinstance(figures["ppl of words-neo"]["measured"], float) and figures["ppl of words-neo"]["match"] is None
     assert figures["lowest x ratio"]["seed"] == 0.94 and figures["lowest x ratio"]["match"] in (True, False)
     assert report["settings"]["train"]["steps"] == 2
+    assert [s["status"] for s in report["steps"]][3:5] == ["done", "skipped (--quick)"]
     assert Path(report["report_path"]).read_text().startswith("# Recipe: tiny-tour (quick)")
 
     from workbench.core.context import open_workspace

@@ -14,7 +14,7 @@ ALLOWED = {
     "model": {"name", "arch", "layers", "hidden", "heads", "context", "seed", "starter"},
     "eval": {"models", "metrics", "data", "split", "prompts", "prompt_tokens", "samples", "tokens", "letter",
              "seed", "own", "style_prompts", "style_tokens", "batch_size", "context", "instructions",
-             "generation"},
+             "generation", "limit_chars"},
     "generate": {"models", "prompts", "settings", "chat", "title"},
     "dialogue": {"models", "opening", "turns", "settings", "title"},
 }
@@ -130,6 +130,8 @@ def _eval(params: dict) -> None:
     lengths = lengths if isinstance(lengths, list) else [lengths]
     if not lengths or not all(isinstance(n, int) and n >= 1 for n in lengths):
         raise WorkbenchError("'prompt_tokens' must be a positive integer or a list of them")
+    if "limit_chars" in params and (not isinstance(params["limit_chars"], int) or params["limit_chars"] < 100):
+        raise WorkbenchError("'limit_chars' must be an integer of at least 100")
     if "own" in params and not isinstance(params["own"], dict):
         raise WorkbenchError("'own' must map each model to its own dataset")
     if "prompts" in params and not isinstance(params["prompts"], list):

@@ -76,6 +76,8 @@ def build_report(recipe: Recipe, quick: bool, results: dict, timings: dict, fail
         entry = {"id": step.id, "kind": step.kind, "settings": step.settings(quick)}
         if step.id in results:
             entry.update(status="done", seconds=timings.get(step.id), result=results[step.id])
+        elif step.skipped(quick):
+            entry.update(status="skipped (--quick)")
         elif failure and failure["step"] == step.id:
             entry.update(status="failed", seconds=timings.get(step.id), error=failure["error"])
         else:

@@ -76,6 +76,9 @@ def run_recipe(ctx, recipe: Recipe, quick: bool = False, on_event: Callable[[Rec
         emit(base)
         env = _StepEnv(emit, base, files, cache, should_stop)
         step_began = time.monotonic()
+        if step.skipped(quick):
+            emit(RecipeEvent("done", index, total, step.id, step.kind, "skipped under --quick"))
+            continue
         try:
             if should_stop and should_stop():
                 raise WorkbenchError("stopped before this step")

@@ -47,7 +47,13 @@ class Step:
 
     def settings(self, quick: bool) -> dict:
         """The step's parameters, with its quick overrides applied under --quick."""
-        return {**self.params, **(self.quick if quick else {})}
+        merged = {**self.params, **(self.quick if quick else {})}
+        merged.pop("skip", None)
+        return merged
+
+    def skipped(self, quick: bool) -> bool:
+        """`skip: true` among the quick overrides leaves the step out of a quick run."""
+        return bool(quick and self.quick.get("skip"))
 
 
 @dataclass

@@ -132,7 +132,8 @@ def run_eval(ctx, params: dict, env) -> dict:
     out: dict[str, Any] = {}
     metrics = params["metrics"]
     if "ppl" in metrics:
-        targets = {name: {"data": [name]} for name in (names(params["data"], "data") if "data" in params else [])}
+        targets = {name: _ppl_target(ctx, name, params, env)
+                   for name in (names(params["data"], "data") if "data" in params else [])}
         if params.get("instructions"):
             file = _render_instructions(ctx, params["instructions"], params.get("split", "test"), env)
             targets[f"{params['instructions']}:rendered"] = {"file": str(file)}
@@ -166,6 +167,24 @@ def run_eval(ctx, params: dict, env) -> dict:
         out["style_self_attribution"] = {r["model"]: r["metrics"].get("style_self_attribution")
                                          for r in result["results"]}
     return out
+
+
+def _ppl_target(ctx, name: str, params: dict, env) -> dict:
+    """The dataset's split, or with `limit_chars` its first N characters (cut at a line start) as a file:
+    a quick run's perplexity on a sample of the split."""
+    limit = params.get("limit_chars")
+    if not limit:
+        return {"data": [name]}
+    from ..data import read_split_text
+
+    split = params.get("split", "test")
+    text = read_split_text(ctx, name, split)
+    if len(text) > limit:
+        cut = text.rfind("\n", 0, limit)
+        text = text[: cut if cut > limit // 2 else limit]
+    file = env.files / f"{name}-{split}-{limit}.txt"
+    file.write_text(text, encoding="utf-8")
+    return {"file": str(file)}
 
 
 def _own_lower(matrix: dict, own: dict) -> dict[str, bool]:
