@@ -122,8 +122,9 @@ def to_markdown(report: dict) -> str:
     lines += ["## Figures", "", "| figure | original | ours | unit | rule | verdict | note |",
               "|---|---|---|---|---|---|---|"]
     for f in report["figures"]:
-        lines.append(f"| {f['name']} | {format_value(f['seed'])} | {format_value(f['measured'])} | {f['unit']} | {f['rule']} "
-                     f"| {mark(f['match'])} | {f['note']} |")
+        cells = [f["name"], format_value(f["seed"]), format_value(f["measured"]), f["unit"], f["rule"],
+                 mark(f["match"]), f["note"]]
+        lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## Steps", ""]
     for s in report["steps"]:
         took = f", {s['seconds']:.0f} s" if s.get("seconds") is not None else ""

@@ -303,8 +303,8 @@ def _save(run: _Run, config: TrainConfig, run_dir: Path, step: int, state: dict)
     return write_checkpoint(run_dir, step, write, config.keep_checkpoints)
 
 
-_RESUME_KEYS = ("base_model", "dataset", "objective", "letter", "kl_positions", "method", "freeze", "lora_r", "lora_alpha",
-                "lora_dropout", "batch", "seq", "grad_accum", "seed", "sampling", "sep")
+_RESUME_KEYS = ("base_model", "dataset", "objective", "letter", "kl_positions", "method", "freeze", "lora_r",
+                "lora_alpha", "lora_dropout", "batch", "seq", "grad_accum", "seed", "sampling", "sep")
 
 
 def _load(run: _Run, config: TrainConfig, checkpoint: Path) -> dict:
