@@ -175,3 +175,18 @@ def test_cli_min_new_tokens_on_generate_and_bad_values_refused(home):
     assert out["settings"]["min_new_tokens"] == 6 and out["outputs"][0]["new_tokens"] == 6
     bad = run("generate", "tiny-neo", "x", "--max-new-tokens", "3", "--min-new-tokens", "4")
     assert bad.returncode == 1 and "min_new_tokens" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_smollm2_bf16_greedy_equals_generate(smollm2_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(smollm2_dir), dtype=torch.bfloat16).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(smollm2_dir))
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "What did the Red Queen say to Alice?"}],
+                                         add_generation_prompt=True, tokenize=False)
+    prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
+    decoder = Decoder(model)
+    assert decoder.kind == "LlamaStep"
+    ours = decoder.generate(prompt, GenerationSettings(max_new_tokens=20), end_token_ids(model, tokenizer))
+    assert len(ours) == 20 and ours == hf_greedy(model, prompt, 20)
