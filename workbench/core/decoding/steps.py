@@ -232,6 +232,9 @@ class ModelStep:
     def crop(self, length: int) -> None:
         if length >= self.length:
             return
+        if not getattr(self.cache, "is_croppable", False):  # e.g. a sliding window that moved on
+            self.reset()
+            return
         try:
             self.cache.crop(length - self.length)
             self.length = length
