@@ -188,5 +188,5 @@ def test_smollm2_bf16_greedy_equals_generate(smollm2_dir):
     prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
     decoder = Decoder(model)
     assert decoder.kind == "LlamaStep"
-    ours = decoder.generate(prompt, GenerationSettings(max_new_tokens=20), end_token_ids(model, tokenizer))
-    assert len(ours) == 20 and ours == hf_greedy(model, prompt, 20)
+    ours = decoder.generate(prompt, GenerationSettings(max_new_tokens=12), end_token_ids(model, tokenizer))
+    assert len(ours) == 12 and ours == hf_greedy(model, prompt, 12)
