@@ -87,21 +87,25 @@ def _test_cache_root(tmp_path_factory) -> Path:
     return base / "workbench-tests"
 
 
-def _cached_folder(tmp_path_factory, kind: str, write) -> Path:
-    """`root/kind-KEY`, written once by `write(folder)` into a staging folder renamed into place."""
-    import tempfile
-
+def _cache_path(tmp_path_factory, kind: str) -> Path:
     import transformers
 
-    gguf = _smollm2_gguf_or_skip()
-    stat = gguf.stat()
+    stat = _smollm2_gguf_or_skip().stat()
     key = f"{stat.st_size}-{stat.st_mtime_ns}-tf{transformers.__version__}-v{CONVERSION_KEY}"
-    root = _test_cache_root(tmp_path_factory)
-    folder = root / f"{kind}-{key}"
+    return _test_cache_root(tmp_path_factory) / f"{kind}-{key}"
+
+
+def _cached_folder(tmp_path_factory, kind: str, write) -> Path:
+    """The cache folder for `kind`, written once by `write(gguf, folder)` into a staging folder renamed
+    into place (a concurrent session's finished copy wins; an interrupted one leaves only staging)."""
+    import tempfile
+
+    gguf = _smollm2_gguf_or_skip()
+    folder = _cache_path(tmp_path_factory, kind)
     if (folder / "config.json").exists() or (folder / "tokenizer.json").exists():
         return folder
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{kind}.", dir=root))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{kind}.", dir=folder.parent))
     try:
         write(gguf, staging)
         staging.rename(folder)
@@ -122,10 +126,16 @@ def smollm2_dir(tmp_path_factory) -> Path:
     return _cached_folder(tmp_path_factory, "smollm2", lambda gguf, folder: convert_gguf(gguf, folder))
 
 
-def _write_chat_tokenizer(gguf: Path, folder: Path) -> None:
+def _write_chat_tokenizer(gguf: Path, folder: Path, converted: Path) -> None:
     from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
     from workbench.core.models.gguf import shared_gguf_parse
+
+    if (converted / "config.json").exists():  # smollm2_dir is cached already: take its files, no parse
+        for item in converted.iterdir():
+            if item.suffix != ".safetensors" and item.name != "config.json":
+                shutil.copy2(item, folder / item.name)
+        return
 
     with shared_gguf_parse():
         config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -138,7 +148,9 @@ def _write_chat_tokenizer(gguf: Path, folder: Path) -> None:
 def chat_tokenizer_dir(tmp_path_factory) -> Path:
     """SmolLM2's tokenizer, chat template (chat_template.jinja) and generation_config.json, without the
     weights: for tiny random models of other families. Cached like smollm2_dir. Read-only."""
-    return _cached_folder(tmp_path_factory, "smollm2-tokenizer", _write_chat_tokenizer)
+    converted = _cache_path(tmp_path_factory, "smollm2")
+    return _cached_folder(tmp_path_factory, "smollm2-tokenizer",
+                          lambda gguf, folder: _write_chat_tokenizer(gguf, folder, converted))
 
 
 @pytest.fixture(scope="session")
