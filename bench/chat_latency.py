@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from decode_throughput import CORPORA, model_folder  # noqa: E402
+from decode_throughput import CORPORA, add_model_args, load_for_bench  # noqa: E402
 
 
 def messages_from_alice(tokenizer, count: int, tokens: int) -> list[str]:
@@ -42,28 +42,18 @@ def render(tokenizer, conversation: list[dict]) -> list[int]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="smollm2", help="a folder, or a model of the --home workspace")
-    parser.add_argument("--home", default=None)
-    parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
-    parser.add_argument("--threads", type=int, default=2)
+    add_model_args(parser)
     parser.add_argument("--turns", type=int, default=6)
     parser.add_argument("--message-tokens", type=int, default=150)
     parser.add_argument("--reply-tokens", type=int, default=32)
     args = parser.parse_args()
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from workbench.core.decoding import Decoder, end_token_ids
     from workbench.core.generation import GenerationSettings
-    from workbench.core.models import quiet_transformers
 
-    quiet_transformers()
-    torch.set_num_threads(args.threads)
-    folder = model_folder(args.model, args.home)
-    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, use_safetensors=True).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    folder, model, tokenizer = load_for_bench(args)
     end_ids = end_token_ids(model, tokenizer)
     settings = GenerationSettings(max_new_tokens=args.reply_tokens, min_new_tokens=args.reply_tokens)
     reusing, fresh = Decoder(model), Decoder(model)

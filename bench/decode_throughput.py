@@ -51,6 +51,29 @@ def model_folder(name: str, home: str | None) -> Path:
     return folder
 
 
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """--model/--home/--dtype/--threads, shared by the decode benches."""
+    parser.add_argument("--model", default="smollm2", help="a folder, or a model of the --home workspace")
+    parser.add_argument("--home", default=None)
+    parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
+    parser.add_argument("--threads", type=int, default=2)
+
+
+def load_for_bench(args):
+    """(folder, model, tokenizer) as the arguments say, the thread count set, transformers quiet."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from workbench.core.models import quiet_transformers
+
+    quiet_transformers()
+    torch.set_num_threads(args.threads)
+    folder = model_folder(args.model, args.home)
+    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, use_safetensors=True).eval()
+    return folder, model, AutoTokenizer.from_pretrained(str(folder))
+
+
 def chat_prompt_ids(tokenizer, text: str) -> list[int]:
     if getattr(tokenizer, "chat_template", None):
         rendered = tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
@@ -112,10 +135,7 @@ def int8_perplexity_cost(model, tokenizer, tokens: int) -> tuple[float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="smollm2", help="a folder, or a model of the --home workspace")
-    parser.add_argument("--home", default=None)
-    parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
-    parser.add_argument("--threads", type=int, default=2)
+    add_model_args(parser)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--int8", action="store_true", help="also time int8 weight-only decode (+ perplexity cost)")
@@ -123,18 +143,11 @@ def main() -> int:
     args = parser.parse_args()
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from workbench.core.decoding import Decoder, end_token_ids
     from workbench.core.generation import GenerationSettings
-    from workbench.core.models import quiet_transformers
 
-    quiet_transformers()
-    torch.set_num_threads(args.threads)
-    folder = model_folder(args.model, args.home)
-    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, use_safetensors=True).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    folder, model, tokenizer = load_for_bench(args)
     prompt = chat_prompt_ids(tokenizer, QUESTION)
     settings = GenerationSettings(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens)
     end_ids = end_token_ids(model, tokenizer)
