@@ -240,10 +240,10 @@ def test_instruction_records_split_by_seed(ctx, tmp_path):
     record = data.add_dataset(ctx, "ins", path, kind="instructions", seed=3)
     assert record.splits == {"train": 16, "val": 2, "test": 2}
     splits = {s: data.read_instructions(ctx, "ins", s) for s in data.SPLITS}
-    everything = [r for s in data.SPLITS for r in splits[s]]
-    assert sorted(r["instruction"] for r in everything) == sorted(f"Say {i}." for i in range(20))
-    assert all(set(r) == {"instruction", "response"} for r in everything)
-    assert [r["instruction"] for r in everything] != [f"Say {i}." for i in range(20)]  # shuffled
+    everything = [r["messages"] for s in data.SPLITS for r in splits[s]]
+    assert sorted(m[0]["content"] for m in everything) == sorted(f"Say {i}." for i in range(20))
+    assert all([x["role"] for x in m] == ["user", "assistant"] for m in everything)
+    assert [m[0]["content"] for m in everything] != [f"Say {i}." for i in range(20)]  # shuffled
     again = data.add_dataset(ctx, "ins-again", path, kind="instructions", seed=3)
     other = data.add_dataset(ctx, "ins-other", path, kind="instructions", seed=4)
     assert data.read_instructions(ctx, again, "train") == splits["train"]
@@ -253,12 +253,13 @@ def test_instruction_records_split_by_seed(ctx, tmp_path):
 
 def test_alpaca_input_is_appended_to_the_instruction(ctx, tmp_path):
     record = data.add_dataset(ctx, "alpaca", write(tmp_path, "a.jsonl", instruction_lines(10, alpaca=True)), kind="instructions")
-    records = {r["response"]: r for s in data.SPLITS for r in data.read_instructions(ctx, record, s)}
-    assert records["1"]["instruction"] == "Add 0 and 1.\n\ncontext 0"
-    assert records["2"]["instruction"] == "Add 1 and 1."
+    records = {r["messages"][1]["content"]: r["messages"] for s in data.SPLITS
+               for r in data.read_instructions(ctx, record, s)}
+    assert records["1"][0] == {"role": "user", "content": "Add 0 and 1.\n\ncontext 0"}
+    assert records["2"][0]["content"] == "Add 1 and 1."
     tokenizer = data.gpt2_tokenizer(ctx)
-    expected = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"])
-                   for r in records.values() for t in (r["instruction"], r["response"]))
+    expected = sum(len(tokenizer(m["content"], add_special_tokens=False)["input_ids"])
+                   for messages in records.values() for m in messages)
     assert record.tokens == expected
 
 
@@ -266,8 +267,10 @@ def test_unusual_line_separators_inside_records_survive(ctx, tmp_path):
     rows = [{"instruction": f"Q{i}\u2028next\x85line", "response": f"A{i}\r\nB"} for i in range(3)]
     record = data.add_dataset(ctx, "seps", write(tmp_path, "s.jsonl", "".join(json.dumps(r) + "\n" for r in rows)),
                               kind="instructions")
-    read = sorted((r for s in data.SPLITS for r in data.read_instructions(ctx, record, s)), key=lambda r: r["response"])
-    assert read == [{"instruction": f"Q{i}\u2028next\x85line", "response": f"A{i}\nB"} for i in range(3)]
+    read = sorted((r["messages"] for s in data.SPLITS for r in data.read_instructions(ctx, record, s)),
+                  key=lambda m: m[1]["content"])
+    assert read == [[{"role": "user", "content": f"Q{i}\u2028next\x85line"},
+                     {"role": "assistant", "content": f"A{i}\nB"}] for i in range(3)]
 
 
 def test_a_json_array_of_alpaca_records_is_accepted(ctx, tmp_path):

@@ -41,7 +41,6 @@ def add_train_flags(parser) -> None:
     parser.add_argument("--kl-positions", choices=["all", "final"],
                         help="kl-letter: train the KL at every position (default) or only the final one "
                              "(the original experiment)")
-    parser.add_argument("--sep", help="instruct: separator between instruction and response")
     parser.add_argument("--method", choices=["full", "lora", "freeze-attention"])
     parser.add_argument("--freeze", action="append", metavar="PATTERN",
                         help="freeze parameters whose name matches this glob (repeatable)")

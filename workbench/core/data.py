@@ -29,6 +29,7 @@ from typing import Any
 
 from .context import Context
 from .errors import WorkbenchError
+from .instruction_formats import normalise_line_ends
 from .registry import ACTIVE_JOB_STATUSES, DatasetRecord
 
 KINDS = ("text", "instructions")
@@ -115,11 +116,14 @@ def read_split_text(ctx: Context, name_or_record: str | DatasetRecord, split: st
 
 
 def read_instructions(ctx: Context, name_or_record: str | DatasetRecord, split: str) -> list[dict]:
-    """Records of an instruction split, each {"instruction": str, "response": str}."""
+    """Records of an instruction split, each {"messages": [{"role", "content"}, ...]} (datasets added
+    before the messages format, stored as instruction/response, are normalised as they are read)."""
+    from .instruction_formats import to_messages
+
     record = _expect_kind(ctx, name_or_record, "instructions")
     # split("\n"), not splitlines(): records may hold U+2028 and kin, which JSON leaves unescaped.
     lines = split_path(ctx, record, split).read_text(encoding="utf-8").split("\n")
-    return [json.loads(line) for line in lines if line.strip()]
+    return [to_messages(json.loads(line), f"{record.name}/{split}") for line in lines if line.strip()]
 
 
 def split_token_ids(ctx: Context, name_or_record: str | DatasetRecord, split: str,
@@ -314,7 +318,7 @@ def _prepare_instructions(ctx: Context, text: str, seed: int, source: str) -> Pr
     records = parse_instructions(text, source)
     parts = split_records(records, seed)
     tokenizer = gpt2_tokenizer(ctx)
-    texts = [piece for r in records for piece in (r["instruction"], r["response"])]
+    texts = [m["content"] for r in records for m in r["messages"]]
     encodings = encode_many(tokenizer, texts)
     canonical = "".join(_jsonl_line(r) for r in records)
     fields = {"chars": sum(len(t) for t in texts), "tokens": sum(len(ids) for ids in encodings),
@@ -420,8 +424,6 @@ _GUTENBERG_END_LINE = re.compile(r"\n[ \t]*End of (?:the )?Project Gutenberg.*\s
 _BLANK_RUN = re.compile(r"\n(?:[ \t]*\n){3,}")
 
 
-def normalise_line_ends(text: str) -> str:
-    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def strip_gutenberg(text: str) -> str:
@@ -477,53 +479,14 @@ def _nearest(text: str, separator: str, target: int, lo: int, hi: int) -> int | 
 
 
 def parse_instructions(text: str, source: str) -> list[dict]:
-    """JSONL (or one JSON array) of {instruction, response} or Alpaca {instruction, input, output}."""
-    text = normalise_line_ends(text).lstrip("\ufeff")
-    if text.lstrip().startswith("["):
-        items = _load_json_array(text, source)
-        records = [_instruction_record(item, f"{source}: item {n}") for n, item in enumerate(items, 1)]
-    else:
-        records = [_instruction_record(_load_json_line(line, source, n), f"{source}: line {n}")
-                   for n, line in enumerate(text.split("\n"), 1) if line.strip()]
+    """Every record of an instruction file, normalised to {"messages": [...]} (see instruction_formats)."""
+    from .instruction_formats import parse_records
+
+    records = parse_records(text, source)
     if len(records) < len(SPLITS):
         raise WorkbenchError(f"{source} has {len(records)} instruction record(s); at least "
                              f"{len(SPLITS)} are needed for a train/val/test split")
     return records
-
-
-def _load_json_array(text: str, source: str) -> list:
-    try:
-        items = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise WorkbenchError(f"{source}: line {error.lineno}: not valid JSON ({error.msg})") from None
-    if not isinstance(items, list):
-        raise WorkbenchError(f"{source}: expected a JSON array of records")
-    return items
-
-
-def _load_json_line(line: str, source: str, number: int) -> Any:
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError as error:
-        raise WorkbenchError(f"{source}: line {number}: not valid JSON ({error.msg})") from None
-
-
-def _instruction_record(item: Any, where: str) -> dict:
-    if not isinstance(item, dict):
-        raise WorkbenchError(f"{where}: expected a JSON object")
-    alpaca = "response" not in item and ("output" in item or "input" in item)
-    response_key = "output" if alpaca else "response"
-    for key in ("instruction", response_key):
-        if not isinstance(item.get(key), str) or not item[key].strip():
-            raise WorkbenchError(f"{where}: needs a non-empty string '{key}' (fields: instruction and "
-                                 "response, or Alpaca's instruction, input, output)")
-    instruction = item["instruction"]
-    extra = item.get("input")
-    if extra is not None and not isinstance(extra, str):
-        raise WorkbenchError(f"{where}: 'input' must be a string")
-    if extra and extra.strip():
-        instruction = f"{instruction.rstrip()}\n\n{extra.strip()}"
-    return {"instruction": normalise_line_ends(instruction), "response": normalise_line_ends(item[response_key])}
 
 
 def split_records(records: list[dict], seed: int) -> dict[str, list[dict]]:

@@ -199,14 +199,15 @@ def _own_lower(matrix: dict, own: dict) -> dict[str, bool]:
 
 
 def _render_instructions(ctx, dataset: str, split: str, env) -> Path:
-    """An instruction split as the text a model sees (instruction SEP response), for perplexity."""
-    from ..data import read_instructions
-    from ..training.config import TrainConfig
+    """An instruction split as the text a GPT-2-style model is instruction-tuned on (the default ChatML
+    template that instruction tuning gives and ships to models without one), for perplexity."""
+    from ..data import gpt2_tokenizer, read_instructions
+    from ..templates import DEFAULT_TEMPLATE, render
 
-    sep = TrainConfig(base_model="", dataset=None, out="").sep
+    tokenizer = gpt2_tokenizer(ctx)
     records = read_instructions(ctx, dataset, split)
     file = env.files / f"{dataset}-{split}.txt"
-    file.write_text("\n\n".join(r["instruction"] + sep + r["response"] for r in records) + "\n",
+    file.write_text("".join(render(tokenizer, r["messages"], DEFAULT_TEMPLATE) for r in records),
                     encoding="utf-8")
     return file
 
@@ -215,18 +216,15 @@ def _render_instructions(ctx, dataset: str, split: str, env) -> Path:
 
 
 def chat_or_plain_prompt(loaded, text: str) -> str:
-    """The prompt a user's message becomes: the model's chat template when its tokenizer has one, the
-    instruction template of an instruction-tuned model, else the plain text."""
-    from ..generation import apply_template
+    """The prompt a user's message becomes: rendered by the model's chat template when it has one
+    (instruction-tuned models ship theirs), else the plain text."""
+    from ..chat import is_chat_model, render_prompt
 
-    tokenizer = loaded.tokenizer
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                             add_generation_prompt=True)
-    return apply_template(loaded.template, text)
+    return render_prompt(loaded, [{"role": "user", "content": text}]) if is_chat_model(loaded) else text
 
 
 def run_generate(ctx, params: dict, env) -> dict:
+    from ..chat import is_chat_model
     from ..generation import GenerationSettings, generate
     from ..sessions import Session, save_session
 
@@ -240,10 +238,11 @@ def run_generate(ctx, params: dict, env) -> dict:
     total, done = len(models) * len(variants), 0
     for model in models:
         loaded = env.cache.get(ctx.registry, model)
-        rendered = [chat_or_plain_prompt(loaded, p) if params.get("chat") else p for p in prompts]
+        templated = bool(params.get("chat")) and is_chat_model(loaded)
+        rendered = [chat_or_plain_prompt(loaded, p) for p in prompts] if templated else prompts
         for variant in variants:
             settings = GenerationSettings.from_dict(variant).validate()
-            results = generate(loaded, rendered, settings, warn=env.note)
+            results = generate(loaded, rendered, settings, warn=env.note, templated=templated)
             for prompt, result in zip(prompts, results):
                 session.add("prompt", prompt)
                 session.add(variant["label"], result.text.strip(), model=model)
@@ -265,8 +264,8 @@ def _distinct_words(outputs: list[dict]) -> dict[str, float]:
 
 
 def run_dialogue(ctx, params: dict, env) -> dict:
+    from ..chat import run_dialogue as dialogue
     from ..generation import GenerationSettings
-    from ..generation import run_dialogue as dialogue
     from ..sessions import Session, save_session
 
     models = names(params["models"], "models")

@@ -52,7 +52,6 @@ class TrainConfig:
     precision: str = "auto"
     device: str | None = None
     sampling: str = "random"
-    sep: str = "\n### Response:\n"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -61,11 +60,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
+        names = {f.name for f in fields(cls)} | {"sep"}
         unknown = sorted(set(data) - names)
         if unknown:
             raise WorkbenchError(f"unknown training settings: {', '.join(unknown)}")
         values = dict(data)
+        values.pop("sep", None)  # jobs from before instruct used the chat template: no longer a setting
         if values.get("freeze") is None:
             values["freeze"] = []
         elif isinstance(values["freeze"], str):
@@ -104,8 +104,6 @@ class TrainConfig:
             _choice("kl-positions", self.kl_positions, KL_POSITIONS)
         elif not self.dataset:
             raise WorkbenchError(f"the {self.objective} objective needs a dataset (--data NAME)")
-        if self.objective == "instruct" and not self.sep:
-            raise WorkbenchError("the instruction separator (--sep) must not be empty")
         if self.merge and self.method != "lora":
             raise WorkbenchError("--merge only applies to --method lora")
         if self.method == "lora" and self.freeze:

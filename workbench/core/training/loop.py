@@ -140,6 +140,7 @@ class _Run:
 
 def _load_split(ctx, config: TrainConfig, tokenizer, split: str):
     from .. import data
+    from ..templates import instruct_format
     from .objectives import CausalBlocks, InstructionBatches
 
     record = ctx.registry.get_dataset(config.dataset)
@@ -150,7 +151,8 @@ def _load_split(ctx, config: TrainConfig, tokenizer, split: str):
             if split == "train":
                 raise WorkbenchError(f"dataset '{record.name}' has no training records")
             return None
-        return InstructionBatches(tokenizer, records, config.sep, config.seq, config.sampling, seed)
+        fmt = instruct_format(tokenizer, ctx.registry.get_model(config.base_model).path)
+        return InstructionBatches(tokenizer, records, fmt, config.seq, config.sampling, seed)
     ids = data.split_token_array(ctx, record, split, tokenizer)
     if len(ids) < config.seq:
         if split == "train":
@@ -265,18 +267,16 @@ def _make_optimizer(params: list, config: TrainConfig, device: str):
 
 
 def _export_model(run: _Run, config: TrainConfig, folder: Path) -> None:
-    """The registrable model folder: full weights or a PEFT adapter, tokenizer files, template."""
-    from ..models import TEMPLATE_FILE
+    """The registrable model folder: full weights or a PEFT adapter, tokenizer files, and for instruction
+    tuning the chat template it was trained with."""
+    from ..templates import ship_template
 
     folder.mkdir(parents=True, exist_ok=True)
     with _quiet_hf():  # no "Writing model shards" bar inside our own
         run.model.save_pretrained(str(folder), safe_serialization=True)
     run.tokenizer.save_pretrained(str(folder))
     if config.objective == "instruct":
-        tok = run.tokenizer
-        template = {"kind": "instruct", "prefix": tok.bos_token or tok.eos_token or "", "sep": config.sep,
-                    "suffix": tok.eos_token or "", "layout": "BOS instruction SEP response EOS"}
-        (folder / TEMPLATE_FILE).write_text(json.dumps(template, indent=2))
+        ship_template(run.tokenizer, folder)
 
 
 def _save(run: _Run, config: TrainConfig, run_dir: Path, step: int, state: dict) -> Path:
@@ -304,7 +304,7 @@ def _save(run: _Run, config: TrainConfig, run_dir: Path, step: int, state: dict)
 
 
 _RESUME_KEYS = ("base_model", "dataset", "objective", "letter", "kl_positions", "method", "freeze", "lora_r",
-                "lora_alpha", "lora_dropout", "batch", "seq", "grad_accum", "seed", "sampling", "sep")
+                "lora_alpha", "lora_dropout", "batch", "seq", "grad_accum", "seed", "sampling")
 
 
 def _load(run: _Run, config: TrainConfig, checkpoint: Path) -> dict:

@@ -7,7 +7,8 @@ normalise over the whole optimizer step (all micro-batches, all ranks) exactly o
 
 - causal: blocks of `seq` tokens of the train split (random offsets, or one sequential pass per epoch);
   labels = inputs (the shift happens in the loss), as in Hugging Face models.
-- instruct: BOS instruction SEP response EOS, labels -100 everywhere but on the response (and its EOS);
+- instruct: conversations rendered with the model's chat template (a declared ChatML default for models
+  without one), labels -100 everywhere but on the assistant turns (content and end-of-turn token);
   padded on the right to the longest record in the batch (at most `seq`).
 - kl-letter: KL(Q || P) at every position (or the final one: kl_positions), Q uniform over the tokens
   whose text contains the letter; inputs are random token sequences (seeded) or dataset blocks. A
@@ -122,26 +123,28 @@ class RandomTokens:
         return [self.batch(i, min(size, count - i * size), stream=1) for i in range((count + size - 1) // size)]
 
 
-def encode_instruction(tokenizer: Any, record: dict, sep: str, seq: int) -> tuple[list[int], int]:
-    """(ids, prompt_length) for BOS instruction SEP response EOS, truncated to `seq` tokens."""
-    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    eos = tokenizer.eos_token_id
-    prompt = tokenizer(record["instruction"] + sep, add_special_tokens=False)["input_ids"]
-    response = tokenizer(record["response"], add_special_tokens=False)["input_ids"]
-    prefix = ([bos] if bos is not None else []) + prompt
-    ids = prefix + response + ([eos] if eos is not None else [])
-    return ids[:seq], len(prefix)
+def encode_conversation(tokenizer: Any, record: dict, fmt: Any, seq: int) -> tuple[list[int], list[int]]:
+    """(ids, trained) of one record rendered with the chat template, cut to `seq` tokens: trained is 1
+    on the tokens of every assistant turn (content and end-of-turn token) and 0 elsewhere."""
+    from ..templates import assistant_mask
+
+    masked = assistant_mask(tokenizer, record["messages"], fmt)
+    return masked.ids[:seq], masked.mask[:seq]
 
 
 class InstructionBatches:
-    def __init__(self, tokenizer: Any, records: list[dict], sep: str, seq: int, sampling: str, seed: int):
+    """Conversations rendered with the model's chat template (templates.ChatFormat), loss on the
+    assistant turns only, padded on the right to the longest record of the batch."""
+
+    def __init__(self, tokenizer: Any, records: list[dict], fmt: Any, seq: int, sampling: str, seed: int):
         if not records:
             raise WorkbenchError("the instruction split is empty")
-        self.encoded = [encode_instruction(tokenizer, r, sep, seq) for r in records]
+        self.encoded = [encode_conversation(tokenizer, r, fmt, seq) for r in records]
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.sampling, self.seed = sampling, seed
-        if not any(len(ids) > n for ids, n in self.encoded):
-            raise WorkbenchError(f"no response survives truncation to --seq {seq}: raise --seq")
+        # a label at position 0 is never scored (the loss shifts by one), so it takes a mark beyond it
+        if not any(any(trained[1:]) for _, trained in self.encoded):
+            raise WorkbenchError(f"no assistant turn survives truncation to --seq {seq}: raise --seq")
 
     def _collate(self, picks: list[int]) -> dict:
         import torch
@@ -151,9 +154,10 @@ class InstructionBatches:
         input_ids = torch.full((len(rows), width), self.pad, dtype=torch.long)
         labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, (ids, n_prompt) in enumerate(rows):
-            input_ids[r, : len(ids)] = torch.tensor(ids)
-            labels[r, n_prompt: len(ids)] = torch.tensor(ids[n_prompt:], dtype=torch.long)
+        for r, (ids, trained) in enumerate(rows):
+            row = torch.tensor(ids, dtype=torch.long)
+            input_ids[r, : len(ids)] = row
+            labels[r, : len(ids)] = torch.where(torch.tensor(trained, dtype=torch.bool), row, IGNORE)
             mask[r, : len(ids)] = 1
         return {"input_ids": input_ids, "labels": labels, "attention_mask": mask}
 
