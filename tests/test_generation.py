@@ -3,7 +3,8 @@
 import pytest
 
 from workbench.core.errors import WorkbenchError
-from workbench.core.generation import GenerationSettings, generate, run_dialogue, stream
+from workbench.core.chat import run_dialogue
+from workbench.core.generation import GenerationSettings, generate, stream
 from workbench.core.models import ModelCache
 
 PROMPTS = ["Alice was beginning to get very tired", "Once upon a midnight dreary", "Hi"]

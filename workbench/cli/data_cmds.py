@@ -32,6 +32,11 @@ def register(subcommands) -> None:
 
     show = command(sub, "show", cmd_show, "show one dataset and its files")
     show.add_argument("name")
+    show.add_argument("--preview", type=int, metavar="N",
+                      help="instructions: print N records rendered with --model's chat template, trained "
+                           "(assistant) tokens marked")
+    show.add_argument("--model", help="with --preview: the model whose template renders the records")
+    show.add_argument("--split", default="train", choices=["train", "val", "test"], help="with --preview")
     add_json_flag(show)
 
     rm = command(sub, "rm", cmd_rm, "unregister a dataset and delete its folder")
@@ -93,6 +98,8 @@ def cmd_show(args) -> int:
 
     ctx = context(args, starter=False)
     record = ctx.registry.get_dataset(args.name)
+    if args.preview is not None:
+        return show_preview(ctx, args)
     folder = Path(record.path)
     files = {str(p.relative_to(folder)): p.stat().st_size
              for p in sorted(folder.rglob("*")) if p.is_file()} if folder.is_dir() else {}
@@ -104,6 +111,31 @@ def cmd_show(args) -> int:
 
     encoding = dataset_meta(record).get("encoding")
     emit(args, {**asdict(record), "encoding": encoding, "files": files}, render)
+    return 0
+
+
+def show_preview(ctx, args) -> int:
+    """Records as instruction tuning renders them; trained text underlined on a terminal, else in ⟦ ⟧."""
+    import sys
+
+    from ..core.errors import WorkbenchError
+    from ..core.instruct_preview import preview_records
+
+    if not args.model:
+        raise WorkbenchError("--preview needs --model MODEL (the template that renders the records)")
+    preview = preview_records(ctx, args.name, args.model, args.preview, args.split)
+    opening, closing = ("\x1b[4m", "\x1b[24m") if sys.stdout.isatty() else ("\u27e6", "\u27e7")
+
+    def render(d: dict) -> str:
+        out = [f"{len(d['records'])} record(s) of {d['dataset']}/{d['split']} rendered for {d['model']} "
+               f"(template: {d['template_source']}); trained tokens marked {opening}like this{closing}"]
+        for n, item in enumerate(d["records"], 1):
+            out.append(f"--- record {n}: {item['tokens']} tokens, {item['trained_tokens']} trained")
+            out.append("".join(f"{opening}{s['text']}{closing}" if s["trained"] else s["text"]
+                               for s in item["segments"]))
+        return "\n".join(out)
+
+    emit(args, preview, render)
     return 0
 
 

@@ -37,6 +37,8 @@ def register(subcommands) -> None:
     what.add_argument("--split", default="test", choices=["train", "val", "test"])
     what.add_argument("--file", metavar="PATH", help="a UTF-8 text file for perplexity")
     what.add_argument("--refs", metavar="FILE", help="JSONL with prompt and reference, for bleu/rouge")
+    what.add_argument("--chat-template", default="auto", choices=["auto", "on", "off"],
+                      help="bleu/rouge prompts through the model's chat template (auto: for chat models)")
     ppl = parser.add_argument_group("perplexity")
     ppl.add_argument("--context", type=int, default=None, help="window length (default: the model's context)")
     ppl.add_argument("--stride", type=int, default=None,
@@ -126,7 +128,7 @@ def cmd_run(args) -> int:
         dtype="bf16" if args.bf16 else "fp32", generation=generation.to_dict(), letter=args.letter,
         tokens=args.tokens, prompts=args.prompts, samples=args.samples, prompt_tokens=args.prompt_tokens,
         seed=args.seed if args.seed is not None else 0, style_prompts=args.style_prompts,
-        style_tokens=args.style_tokens, device=args.device, fresh=args.fresh,
+        style_tokens=args.style_tokens, device=args.device, fresh=args.fresh, chat_template=args.chat_template,
     ).validate()
     known = metric_names(request.metrics)
     for threshold in thresholds:

@@ -98,8 +98,16 @@ def model_details(ctx, name: str) -> dict:
         {"metric": e.metric, "value": e.value, "target": e.target, "created_at": e.created_at}
         for e in ctx.registry.evaluations(model=name)
     ]
-    return {**vars_of(record), "lineage": lineage,
+    return {**vars_of(record), **chat_mode(record.path), "lineage": lineage,
             "children": [c.name for c in ctx.registry.children_of(name)], "evaluations": evaluations}
+
+
+def chat_mode(folder: str) -> dict:
+    """How the model is prompted: chat (and where its template comes from) or plain continuation."""
+    from ..core.templates import describe_mode, template_source
+
+    source = template_source(folder)
+    return {"chat_mode": describe_mode(source), "chat_template": source}
 
 
 def cmd_show(args) -> int:

@@ -1,7 +1,8 @@
-"""Generation settings, batch generation, token streaming and two-model dialogue.
+"""Generation settings, batch generation and token streaming (chat and dialogue prompting: chat.py).
 
 Tokenizer rules from the seeds: pad = EOS when the tokenizer has none, left padding for batches, the
-attention mask always passed, `skip_special_tokens=True` when decoding.
+attention mask always passed, `skip_special_tokens=True` when decoding. Generation stops on every end
+token of the model (generation_config.json's eos_token_id list and the tokenizer's EOS).
 """
 
 from __future__ import annotations
@@ -60,11 +61,13 @@ class GenerationSettings:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
-    def generate_kwargs(self, tokenizer) -> dict:
+    def generate_kwargs(self, tokenizer, end_ids: list[int] | tuple[int, ...] | None = None) -> dict:
+        """Keyword arguments of model.generate; it stops on any of `end_ids` (default: the EOS)."""
         kwargs = dict(
             max_new_tokens=self.max_new_tokens, do_sample=self.do_sample,
             repetition_penalty=self.repetition_penalty, num_return_sequences=self.num_return_sequences,
-            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=list(end_ids) if end_ids else tokenizer.eos_token_id,
         )
         if self.min_new_tokens:
             kwargs["min_new_tokens"] = self.min_new_tokens
@@ -93,10 +96,30 @@ def prompt_budget(loaded: LoadedModel, settings: GenerationSettings) -> int:
     return budget
 
 
-def encode_prompt(loaded: LoadedModel, prompt: str, budget: int) -> tuple[list[int], bool]:
-    """Token ids of a prompt, cut from the left to `budget`; an empty prompt becomes the BOS token."""
+def end_ids(loaded: LoadedModel) -> tuple[int, ...]:
+    """Every token id that ends a reply of this model."""
+    fmt = getattr(loaded, "chat_format", None)
+    if fmt is not None and fmt.end_ids:
+        return fmt.end_ids
+    return (loaded.tokenizer.eos_token_id,)
+
+
+def encode_text(loaded: LoadedModel, text: str, templated: bool = False) -> list[int]:
+    """Plain text as bare tokens; template-rendered text with BOS exactly once (templates.encode)."""
+    if templated:
+        from .templates import encode
+
+        return encode(loaded.tokenizer, text)
+    return loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def encode_prompt(loaded: LoadedModel, prompt: str, budget: int, templated: bool = False) -> tuple[list[int], bool]:
+    """Token ids of a prompt, cut from the left to `budget`; an empty prompt becomes the BOS token.
+
+    A plain prompt is encoded as bare text; a prompt rendered by a chat template (`templated`) gets BOS
+    exactly as the template or the tokenizer expects it (templates.encode)."""
     tokenizer = loaded.tokenizer
-    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
+    ids = encode_text(loaded, prompt, templated) if prompt else []
     if not ids:
         ids = [tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id]
     truncated = len(ids) > budget
@@ -123,17 +146,18 @@ def _batch_tensors(loaded: LoadedModel, id_lists: list[list[int]]):
 
 def generate(loaded: LoadedModel, prompts: list[str], settings: GenerationSettings,
              warn: Callable[[str], None] | None = None,
-             stop: threading.Event | None = None) -> list[GenerationOutput]:
+             stop: threading.Event | None = None, templated: bool = False) -> list[GenerationOutput]:
     """Continue every prompt in one batched call. num_return_sequences outputs per prompt, in order.
 
-    Setting `stop` (from another thread) ends generation after the current token."""
+    Setting `stop` (from another thread) ends generation after the current token. `templated`: the
+    prompts were rendered by the model's chat template (see encode_prompt)."""
     import torch
 
     settings.validate()
     if not prompts:
         return []
     budget = prompt_budget(loaded, settings)
-    encoded = [encode_prompt(loaded, p, budget) for p in prompts]
+    encoded = [encode_prompt(loaded, p, budget, templated) for p in prompts]
     for prompt, (_, truncated) in zip(prompts, encoded):
         if truncated and warn:
             warn(f"prompt longer than the context: kept its last {budget} tokens ({prompt[:30]!r}...)")
@@ -147,12 +171,12 @@ def generate(loaded: LoadedModel, prompts: list[str], settings: GenerationSettin
     with torch.inference_mode():
         output = loaded.model.generate(input_ids=input_ids, attention_mask=mask,
                                        stopping_criteria=_stop_criteria(stop),
-                                       **settings.generate_kwargs(loaded.tokenizer))
+                                       **settings.generate_kwargs(loaded.tokenizer, end_ids(loaded)))
     new = output[:, input_ids.shape[1]:].tolist()
     results = []
     for index, ids in enumerate(new):
         source = index // settings.num_return_sequences
-        ids = _strip_padding(ids, loaded.tokenizer.eos_token_id)
+        ids = _strip_padding(ids, end_ids(loaded))
         text = loaded.tokenizer.decode(ids, skip_special_tokens=True)
         results.append(GenerationOutput(prompts[source], text, len(ids), ids, encoded[source][1]))
     return results
@@ -186,22 +210,31 @@ def _stop_criteria(stop: threading.Event | None):
     return StoppingCriteriaList([_StopOnEvent()])
 
 
-def _strip_padding(ids: list[int], eos: int) -> list[int]:
-    """Generated ids up to and including the first EOS (the rest is padding of a finished row)."""
-    if eos in ids:
-        return ids[: ids.index(eos) + 1]
+def _strip_padding(ids: list[int], ends: tuple[int, ...]) -> list[int]:
+    """Generated ids up to and including the first end token (the rest is padding of a finished row)."""
+    for index, token in enumerate(ids):
+        if token in ends:
+            return ids[: index + 1]
     return ids
 
 
 def stream(loaded: LoadedModel, prompt: str, settings: GenerationSettings,
-           stop: threading.Event | None = None, warn: Callable[[str], None] | None = None) -> Iterator[str]:
+           stop: threading.Event | None = None, warn: Callable[[str], None] | None = None,
+           templated: bool = False) -> Iterator[str]:
     """Yield text pieces as tokens are generated; setting `stop` ends generation early."""
-    import torch
     settings = GenerationSettings.from_dict({**settings.to_dict(), "num_return_sequences": 1}).validate()
     budget = prompt_budget(loaded, settings)
-    ids, truncated = encode_prompt(loaded, prompt, budget)
+    ids, truncated = encode_prompt(loaded, prompt, budget, templated)
     if truncated and warn:
         warn(f"prompt longer than the context: kept its last {budget} tokens")
+    yield from stream_ids(loaded, ids, settings, stop)
+
+
+def stream_ids(loaded: LoadedModel, ids: list[int], settings: GenerationSettings,
+               stop: threading.Event | None = None) -> Iterator[str]:
+    """stream() from prompt token ids that already fit the context."""
+    import torch
+
     input_ids, mask = _batch_tensors(loaded, [ids])
     streamer = _TokenStreamer(loaded.tokenizer)
 
@@ -222,7 +255,7 @@ def stream(loaded: LoadedModel, prompt: str, settings: GenerationSettings,
                 loaded.model.generate(
                     input_ids=input_ids, attention_mask=mask, streamer=streamer,
                     stopping_criteria=_stop_criteria(stop),
-                    **settings.generate_kwargs(loaded.tokenizer),
+                    **settings.generate_kwargs(loaded.tokenizer, end_ids(loaded)),
                 )
         except BaseException as error:  # noqa: BLE001 - re-raised in the consumer's thread
             errors.append(error)
@@ -271,66 +304,3 @@ class _TokenStreamer:
     def __iter__(self):
         while (piece := self.queue.get()) is not None:
             yield piece
-
-
-# ---------------------------------------------------------------- chat and dialogue
-
-
-def apply_template(template: dict | None, instruction: str) -> str:
-    """An instruction-tuned model's prompt: instruction SEP (BOS/EOS are added by the tokenizer layout)."""
-    if not template:
-        return instruction
-    return f"{template.get('prefix', '')}{instruction}{template.get('sep', '')}"
-
-
-def chat_prompt(turns: list[dict], user_text: str, template: dict | None) -> str:
-    """The prompt for the next reply: for instruction-tuned models the templated user message; for plain
-    language models the conversation so far as running text, which they continue."""
-    if template:
-        return apply_template(template, user_text)
-    texts = [t["text"] for t in turns] + [user_text]
-    return "\n\n".join(texts) + "\n\n"
-
-
-@dataclass
-class DialogueTurn:
-    speaker: str  # "A" | "B" | "opening"
-    model: str | None
-    text: str
-
-
-def dialogue_prompt(turns: list[DialogueTurn]) -> str:
-    return "\n\n".join(t.text for t in turns) + "\n\n"
-
-
-def clean_reply(text: str) -> str:
-    """A turn is the model's first paragraph: stop where it starts a new one, as a speaker would."""
-    text = text.strip()
-    return text.split("\n\n")[0].strip() or text
-
-
-def run_dialogue(models: tuple[LoadedModel, LoadedModel], opening: str, turns: int,
-                 settings: GenerationSettings, stop: threading.Event | None = None,
-                 warn: Callable[[str], None] | None = None) -> Iterator[DialogueTurn]:
-    """Two models take turns from an opening line; each sees the transcript so far (cut from the left
-    to fit its own context) and continues it in its own voice. Yields each turn as it is produced."""
-    if turns < 1:
-        raise WorkbenchError(f"--turns must be at least 1 (got {turns})")
-    if not opening.strip():
-        raise WorkbenchError("the opening line is empty")
-    settings = GenerationSettings.from_dict({**settings.to_dict(), "num_return_sequences": 1}).validate()
-    transcript = [DialogueTurn("opening", None, opening.strip())]
-    for index in range(turns):
-        if stop is not None and stop.is_set():
-            return
-        speaker = "AB"[index % 2]
-        loaded = models[index % 2]
-        turn_settings = settings
-        if settings.seed is not None:  # different but reproducible draws per turn
-            turn_settings = GenerationSettings.from_dict({**settings.to_dict(), "seed": settings.seed + index})
-        output = generate(loaded, [dialogue_prompt(transcript)], turn_settings, stop=stop)[0]
-        if stop is not None and stop.is_set():  # stopped mid-turn: drop the cut-off reply
-            return
-        turn = DialogueTurn(speaker, loaded.name, clean_reply(output.text) or "...")
-        transcript.append(turn)
-        yield turn

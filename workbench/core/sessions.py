@@ -20,6 +20,8 @@ class Turn:
     text: str
     model: str | None = None
     created_at: str = field(default_factory=now_iso)
+    prompt: str | None = None  # a model turn: the exact prompt text the model was given
+    persona: str | None = None  # a dialogue turn: the name its side speaks as
 
 
 @dataclass
@@ -31,9 +33,12 @@ class Session:
     title: str = ""
     id: str = field(default_factory=lambda: new_session_id())
     created_at: str = field(default_factory=now_iso)
+    system: str = ""  # chat: the system prompt
+    personas: list[str] = field(default_factory=list)  # dialogue: the names of sides A and B
 
-    def add(self, speaker: str, text: str, model: str | None = None) -> Turn:
-        turn = Turn(speaker, text, model)
+    def add(self, speaker: str, text: str, model: str | None = None, prompt: str | None = None,
+            persona: str | None = None) -> Turn:
+        turn = Turn(speaker, text, model, prompt=prompt, persona=persona)
         self.turns.append(turn)
         if not self.title and speaker in ("user", "opening"):
             self.title = text.strip().splitlines()[0][:60] if text.strip() else ""
@@ -44,10 +49,16 @@ class Session:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Session":
-        turns = [Turn(**t) for t in data.get("turns", [])]
+        known = Turn.__dataclass_fields__
+        turns = [Turn(**{k: v for k, v in t.items() if k in known}) for t in data.get("turns", [])]
         return cls(kind=data["kind"], models=list(data["models"]), turns=turns,
                    settings=data.get("settings", {}), title=data.get("title", ""), id=data["id"],
-                   created_at=data.get("created_at", now_iso()))
+                   created_at=data.get("created_at", now_iso()), system=data.get("system", ""),
+                   personas=list(data.get("personas", [])))
+
+    def chat_history(self) -> list[dict]:
+        """The chat turns as {"speaker", "text"} (what chat.chat_messages takes)."""
+        return [{"speaker": t.speaker, "text": t.text} for t in self.turns if t.speaker in ("user", "model")]
 
 
 def new_session_id() -> str:
@@ -59,9 +70,14 @@ def to_markdown(session: Session) -> str:
              f"- models: {', '.join(session.models)}", f"- started: {session.created_at}"]
     if session.settings:
         lines.append("- settings: " + ", ".join(f"{k}={v}" for k, v in session.settings.items()))
+    if session.system:
+        lines.append(f"- system prompt: {session.system}")
+    if session.personas:
+        lines.append("- personas: " + ", ".join(f"{s} = {p}" for s, p in zip("AB", session.personas)))
     lines.append("")
     for turn in session.turns:
-        who = turn.speaker if not turn.model else f"{turn.speaker} ({turn.model})"
+        who = turn.persona or turn.speaker
+        who = who if not turn.model else f"{who} ({turn.model})"
         lines += [f"**{who}:**", "", turn.text, ""]
     return "\n".join(lines)
 

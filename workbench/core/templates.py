@@ -11,7 +11,7 @@ the tuned model's tokenizer, so the tuned model ships exactly the template it wa
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +161,21 @@ class MaskedRecord:
     text: str
     ids: list[int]
     mask: list[int]
+    offsets: list[tuple[int, int]] = field(default_factory=list)  # each token's characters in `text`
+
+    def segments(self) -> list[tuple[str, bool]]:
+        """The text cut into (piece, trained) runs, following the tokens' character offsets."""
+        trained = [False] * len(self.text)
+        for (a, b), flag in zip(self.offsets, self.mask):
+            for i in range(a, b):
+                trained[i] = bool(flag)
+        runs: list[tuple[str, bool]] = []
+        for char, flag in zip(self.text, trained):
+            if runs and runs[-1][1] == flag:
+                runs[-1] = (runs[-1][0] + char, flag)
+            else:
+                runs.append((char, flag))
+        return runs
 
 
 def assistant_mask(tokenizer: Any, messages: list[dict], fmt: ChatFormat) -> MaskedRecord:
@@ -193,7 +208,7 @@ def assistant_mask(tokenizer: Any, messages: list[dict], fmt: ChatFormat) -> Mas
             for i, (a, b) in enumerate(offsets):
                 if a >= content_end and a < turn_end:
                     mask[i] = 0
-    return MaskedRecord(text, ids, mask)
+    return MaskedRecord(text, ids, mask, [tuple(o) for o in offsets])
 
 
 def _assistant_spans(tokenizer: Any, messages: list[dict], template: str, text: str) -> list[tuple[int, int, int]]:

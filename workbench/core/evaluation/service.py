@@ -23,6 +23,7 @@ _ALIASES = {"perplexity": "ppl", "x_ratio": "x-ratio", "xratio": "x-ratio", "x":
             "rougelsum": "rouge"}
 PPL_METRICS = ("perplexity", "bits_per_byte", "word_perplexity")
 ROUGE_METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+CHAT_TEMPLATE_MODES = ("auto", "on", "off")
 
 
 def metric_names(tasks: list[str]) -> list[str]:
@@ -72,6 +73,7 @@ class EvalRequest:
     style_tokens: int = 32
     device: str | None = None
     fresh: bool = False
+    chat_template: str = "auto"                      # bleu/rouge prompts: auto | on | off (see refs_prompting)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -94,6 +96,8 @@ class EvalRequest:
             raise WorkbenchError("style attribution needs --data NAME (one or more datasets)")
         if self.batch_size < 1:
             raise WorkbenchError(f"--batch-size must be at least 1 (got {self.batch_size})")
+        if self.chat_template not in CHAT_TEMPLATE_MODES:
+            raise WorkbenchError(f"unknown --chat-template '{self.chat_template}': use auto, on or off")
         if self.dtype not in ("fp32", "bf16"):
             raise WorkbenchError(f"unknown precision '{self.dtype}': use fp32 or bf16")
         return self
@@ -233,18 +237,25 @@ class _Runner:
         pairs = read_references(path)
         data_sha = hashlib.sha256(path.read_bytes()).hexdigest()
         settings_obj = GenerationSettings.from_dict(r.generation)
-        settings = {"generation": settings_obj.to_dict()}
+        prompting = refs_prompting(self.ctx.registry, model, r.chat_template)
+        settings = {"generation": settings_obj.to_dict(), **prompting}
 
         def compute() -> dict:
+            from ..chat import render_prompt
+
             self.stage(f"generating {len(pairs)} hypotheses with {model}")
             loaded = self.load(model)
-            hyps = generate_hypotheses(loaded, [p["prompt"] for p in pairs], settings_obj, r.batch_size,
-                                       self.on_progress, self.should_stop)
+            templated = prompting["chat_template"] == "on"
+            prompts = [render_prompt(loaded, [{"role": "user", "content": p["prompt"]}]) if templated
+                       else p["prompt"] for p in pairs]
+            hyps = generate_hypotheses(loaded, prompts, settings_obj, r.batch_size,
+                                       self.on_progress, self.should_stop, templated=templated)
             refs = [p["reference"] for p in pairs]
             score, signature = bleu(hyps, refs)
             metrics = {"bleu": score, **rouge(hyps, refs)}
-            samples = [{"prompt": p["prompt"], "reference": p["reference"], "hypothesis": h}
-                       for p, h in zip(pairs, hyps)]
+            samples = [{"prompt": p["prompt"], "reference": p["reference"], "hypothesis": h,
+                        **({"model_prompt": text} if templated else {})}
+                       for p, h, text in zip(pairs, hyps, prompts)]
             return {"metrics": metrics, "details": {"bleu_signature": signature, "samples": samples}}
 
         return self.run_task("refs", model, f"refs:{path.resolve()}", data_sha, settings, compute)
@@ -352,7 +363,8 @@ def evaluate(ctx, models: list[str], request: EvalRequest, cache=None,
                 report["metrics"]["bleu_signature"] = result["details"]["bleu_signature"]
             if "rouge" in request.metrics:
                 report["metrics"].update({k: result["metrics"][k] for k in ROUGE_METRICS})
-            report["settings"]["refs"] = {"file": request.refs, "generation": request_generation(request)}
+            report["settings"]["refs"] = {"file": request.refs, "generation": request_generation(request),
+                                          **refs_prompting(ctx.registry, model, request.chat_template)}
             report["samples"]["refs"] = result["details"]["samples"]
             cached_flags.append(cached)
         if "x-ratio" in request.metrics:
@@ -377,6 +389,19 @@ def evaluate(ctx, models: list[str], request: EvalRequest, cache=None,
             report["metrics"]["style_self_attribution"] = row[index] / sum(row) if row and sum(row) else 0.0
             report["cached"] = report["cached"] and cached if report["settings"] else cached
     return out
+
+
+def refs_prompting(registry, model: str, mode: str) -> dict:
+    """How BLEU/ROUGE prompts reach `model`: through its chat template ("on") or as plain text ("off").
+    auto = on for chat models. Recorded in the evaluation's settings (and so in its cache key)."""
+    from ..templates import template_source
+
+    record = registry.get_model(model)
+    source = template_source(record.path)
+    if mode == "on" and source is None:
+        raise WorkbenchError(f"--chat-template on: '{model}' has no chat template (use auto or off)")
+    resolved = "on" if (mode == "on" or (mode == "auto" and source)) else "off"
+    return {"chat_template": resolved, "template_source": source if resolved == "on" else None}
 
 
 def _target(request: EvalRequest) -> str:

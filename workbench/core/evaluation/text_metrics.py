@@ -44,8 +44,9 @@ def read_references(path: str | Path) -> list[dict]:
 
 def generate_hypotheses(loaded, prompts: list[str], settings=None, batch_size: int = 8,
                         on_progress: Callable[[int, int], None] | None = None,
-                        should_stop: Callable[[], bool] | None = None) -> list[str]:
-    """The model's continuation of every prompt (generation.generate in batches), stripped."""
+                        should_stop: Callable[[], bool] | None = None, templated: bool = False) -> list[str]:
+    """The model's continuation of every prompt (generation.generate in batches), stripped. `templated`:
+    the prompts were rendered by the model's chat template (BOS as the template wants it)."""
     from ..generation import GenerationSettings, generate
     from .perplexity import EvaluationCancelled
 
@@ -59,7 +60,7 @@ def generate_hypotheses(loaded, prompts: list[str], settings=None, batch_size: i
         if should_stop and should_stop():
             raise EvaluationCancelled("evaluation cancelled")
         batch = prompts[begin:begin + batch_size]
-        hypotheses.extend(out.text.strip() for out in generate(loaded, batch, settings))
+        hypotheses.extend(out.text.strip() for out in generate(loaded, batch, settings, templated=templated))
         if on_progress:
             on_progress(len(hypotheses), len(prompts))
     return hypotheses

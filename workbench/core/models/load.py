@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import WorkbenchError
 from ..registry import Registry
-from .folders import instruction_template, weights_file
+from .folders import weights_file
 from .names import one_line
 from .tokenizer import load_tokenizer, quiet_transformers
 
@@ -55,7 +55,7 @@ class LoadedModel:
     tokenizer: Any
     device: str
     context_length: int
-    template: dict | None = None
+    chat_format: Any = None  # templates.ChatFormat: chat template (or None: plain text) and end tokens
 
 
 def load_model_folder(folder: str | Path, device: str | None = None, dtype: str | None = None,
@@ -109,7 +109,10 @@ class ModelCache:
         base = registry.get_model(record.parent).path if record.adapter else None
         model, tokenizer, resolved = load_model_folder(record.path, device, dtype, adapter_base=base)
         context = record.context_length or getattr(model.config, "max_position_embeddings", 1024)
-        loaded = LoadedModel(record.name, model, tokenizer, resolved, context, instruction_template(record.path))
+        from ..templates import chat_format
+
+        fmt = chat_format(tokenizer, record.path, getattr(model.generation_config, "eos_token_id", None))
+        loaded = LoadedModel(record.name, model, tokenizer, resolved, context, fmt)
         with self._lock:
             self._models[key] = loaded
             while len(self._models) > self.max_models:

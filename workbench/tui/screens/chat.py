@@ -1,4 +1,5 @@
-"""4 Chat: pick a model, talk to it; tokens appear as they are generated.
+"""4 Chat: pick a model, talk to it; tokens appear as they are generated. Chat models get the whole
+history through their chat template, after the optional system prompt; the status line says which mode.
 
 Generation runs in a thread worker (`generate_reply`) that posts ChatToken / ChatDone messages; the
 handlers append to the transcript. Esc sets the stop event, which ends generation at the next token."""
@@ -36,10 +37,11 @@ class ChatToken(Message):
 
 
 class ChatDone(Message):
-    def __init__(self, model: str, stopped: bool):
+    def __init__(self, model: str, stopped: bool, prompt: str = ""):
         super().__init__()
         self.model = model
         self.stopped = stopped
+        self.prompt = prompt  # the exact prompt text the model was given
 
 
 class ChatScreen(WorkbenchScreen):
@@ -75,6 +77,8 @@ class ChatScreen(WorkbenchScreen):
                     yield Label("Model", classes="toolbar-label")
                     yield Select([], prompt="pick a model", id="chat-model", compact=True)
                     yield Label("", id="chat-status", classes="status", markup=False)
+                yield Input(placeholder="System prompt (optional, for chat models)", id="chat-system",
+                            compact=True)
                 yield Transcript(id="chat-log")
                 yield Input(placeholder="Message (Enter sends, Esc stops)", id="chat-input")
             yield SettingsPanel(id="chat-settings")
@@ -148,7 +152,10 @@ class ChatScreen(WorkbenchScreen):
             self.wb.report_error(error)
             return
         event.input.value = ""
-        history = [{"speaker": t.speaker, "text": t.text} for t in self.session.turns]
+        from ...core.chat import chat_messages
+
+        self.session.system = self.query_one("#chat-system", Input).value.strip()
+        messages = chat_messages(self.session.chat_history(), text, self.session.system)
         self.session.add("user", text)
         self.session.settings = settings.to_dict()
         if model not in self.session.models:
@@ -161,23 +168,22 @@ class ChatScreen(WorkbenchScreen):
         self.reply_tokens = 0
         self.generating = True
         self.stop_event = threading.Event()
-        self.generate_reply(model, history, text, settings, self.stop_event)
+        self.generate_reply(model, messages, settings, self.stop_event)
 
     @work(thread=True, exclusive=True, group="chat", exit_on_error=False)
-    def generate_reply(self, model: str, history: list[dict], text: str, settings, stop) -> None:
-        from ...core.generation import chat_prompt, stream
+    def generate_reply(self, model: str, messages: list[dict], settings, stop) -> None:
+        from ...core.chat import build_prompt, chat_reply
 
         try:
             registry = self.ctx.registry
             loaded = load_model(self.wb.model_cache, registry, model,
                                 lambda text: self.post_message(ChatStatus(text)))
-            prompt = chat_prompt(history, text, loaded.template)
-            how = " with its instruction template" if loaded.template else ""
-            self.post_message(ChatStatus(f"{model} is writing{how} (Esc stops)"))
-            for piece in stream(loaded, prompt, settings, stop=stop,
-                                warn=lambda m: self.post_message(ChatStatus(f"warning: {m}"))):
+            prompt = build_prompt(loaded, messages, settings,
+                                  warn=lambda m: self.post_message(ChatStatus(f"warning: {m}")))
+            self.post_message(ChatStatus(f"{model} is writing: {loaded.chat_format.describe()} (Esc stops)"))
+            for piece in chat_reply(loaded, prompt, settings, stop=stop):
                 self.post_message(ChatToken(piece))
-            self.post_message(ChatDone(model, stopped=stop.is_set()))
+            self.post_message(ChatDone(model, stopped=stop.is_set(), prompt=prompt.text))
         except Exception as error:  # noqa: BLE001 - reported as a notification
             self.fail("chat", error)
 
@@ -199,7 +205,7 @@ class ChatScreen(WorkbenchScreen):
         note = blank_reply_note(bubble.text, self.reply_tokens)
         reply = bubble.text.strip()
         bubble.set_text(reply or f"({note})")
-        self.session.add("model", reply, model=message.model)
+        self.session.add("model", reply, model=message.model, prompt=message.prompt)
         self.set_status("stopped" if message.stopped else (f"{note} (ctrl+t: settings)" if note else ""))
 
     def operation_ended(self, group: str, ok: bool, data=None) -> None:
@@ -271,6 +277,7 @@ class ChatScreen(WorkbenchScreen):
         self.reply_bubble = None
         self.session = session
         self.dirty = False
+        self.query_one("#chat-system", Input).value = session.system
         log = self.query_one(Transcript)
         log.clear()
         for turn in session.turns:  # drawn as the live chat drew them

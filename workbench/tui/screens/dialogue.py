@@ -1,5 +1,5 @@
-"""5 Dialogue: two models and an opening line; turns appear one by one, A on the left in one colour,
-B on the right in another. Esc stops at any time (turns still being written are dropped); ctrl+s saves."""
+"""5 Dialogue: two models, the personas they speak as (Alice and Edgar unless renamed) and an opening
+line said by B's persona; turns appear one by one, A on the left in one colour, B on the right in another. Esc stops at any time (turns still being written are dropped); ctrl+s saves."""
 
 from __future__ import annotations
 
@@ -28,12 +28,14 @@ class DialogueStatus(Message):
 
 
 class DialogueTurnReady(Message):
-    def __init__(self, run: int, speaker: str, model: str, text: str):
+    def __init__(self, run: int, speaker: str, model: str, text: str, persona: str = "", prompt: str = ""):
         super().__init__()
         self.run = run
         self.speaker = speaker
         self.model = model
         self.text = text
+        self.persona = persona
+        self.prompt = prompt
 
 
 class DialogueFinished(Message):
@@ -74,6 +76,11 @@ class DialogueScreen(WorkbenchScreen):
                     yield Select([], prompt="model B", id="model-b", compact=True)
                     yield Label("Turns", classes="toolbar-label")
                     yield Input("6", id="dialogue-turns", compact=True, type="integer")
+                with Horizontal(classes="toolbar"):
+                    yield Label("A speaks as", classes="toolbar-label voice-a")
+                    yield Input("Alice", id="persona-a", compact=True)
+                    yield Label("B speaks as", classes="toolbar-label voice-b")
+                    yield Input("Edgar", id="persona-b", compact=True)
                 yield Input(placeholder="Opening line (Enter starts, Esc stops)", id="dialogue-opening")
                 yield Label("", id="dialogue-status", classes="status", markup=False)
                 yield Transcript(id="dialogue-log")
@@ -132,30 +139,39 @@ class DialogueScreen(WorkbenchScreen):
             return
         from ...core.sessions import Session
 
+        from ...core.chat import DEFAULT_PERSONAS
+
         model_a, model_b = str(values[0]), str(values[1])
-        self.session = Session("dialogue", [model_a, model_b], settings=settings.to_dict())
-        self.session.add("opening", opening)
+        personas = tuple(self.query_one(f"#persona-{s}", Input).value.strip() or default
+                         for s, default in zip("ab", DEFAULT_PERSONAS))
+        self.session = Session("dialogue", [model_a, model_b], settings=settings.to_dict(),
+                               personas=list(personas))
+        self.session.add("opening", opening, persona=personas[1])
         log = self.query_one(Transcript)
         log.clear()
-        log.add("opening", opening, "opening")
+        log.add("opening", opening, f"{personas[1]} (opening)")
         self.running = True
         self.run_id += 1
         self.stop_event = threading.Event()
-        self.run_dialogue(self.run_id, model_a, model_b, opening, int(raw_turns), settings, self.stop_event)
+        self.run_dialogue(self.run_id, (model_a, model_b), personas, opening, int(raw_turns), settings,
+                          self.stop_event)
 
     @work(thread=True, exclusive=True, group="dialogue", exit_on_error=False)
-    def run_dialogue(self, run: int, model_a: str, model_b: str, opening: str, turns: int, settings,
-                     stop: threading.Event) -> None:
-        from ...core.generation import run_dialogue
+    def run_dialogue(self, run: int, models: tuple[str, str], personas: tuple[str, str], opening: str,
+                     turns: int, settings, stop: threading.Event) -> None:
+        from ...core.chat import run_dialogue
 
+        model_a, model_b = models
         try:
             registry, cache = self.ctx.registry, self.wb.model_cache
             say = lambda text: self.post_message(DialogueStatus(text))  # noqa: E731
             loaded = (load_model(cache, registry, model_a, say), load_model(cache, registry, model_b, say))
-            for index, turn in enumerate(run_dialogue(loaded, opening, turns, settings, stop=stop)):
+            for index, turn in enumerate(run_dialogue(loaded, opening, turns, settings, stop=stop,
+                                                      personas=personas)):
                 if stop.is_set():
                     break
-                self.post_message(DialogueTurnReady(run, turn.speaker, turn.model or "", turn.text))
+                self.post_message(DialogueTurnReady(run, turn.speaker, turn.model or "", turn.text,
+                                                    turn.persona, turn.prompt))
                 if index + 1 < turns:
                     nxt = model_b if turn.speaker == "A" else model_a
                     self.post_message(DialogueStatus(f"{nxt} is thinking... (Esc stops)"))
@@ -170,9 +186,10 @@ class DialogueScreen(WorkbenchScreen):
     def on_dialogue_turn_ready(self, message: DialogueTurnReady) -> None:
         if message.run != self.run_id or not self.running:
             return  # a turn from a dialogue that was stopped
-        self.session.add(message.speaker, message.text, model=message.model)
+        self.session.add(message.speaker, message.text, model=message.model, prompt=message.prompt,
+                         persona=message.persona)
         self.query_one(Transcript).add(message.speaker.lower(), message.text,
-                                       f"{message.speaker}: {message.model}")
+                                       f"{message.persona} ({message.speaker}: {message.model})")
 
     def on_dialogue_finished(self, message: DialogueFinished) -> None:
         if message.run != self.run_id:
