@@ -110,35 +110,31 @@ def test_training_with_and_without_fast_loss_agree(two_archs, tmp_path):
 # ---------------------------------------------------------------- objectives
 
 
-def test_instruct_layout_labels_and_template(two_archs, tmp_path):
-    from workbench.core.models import TEMPLATE_FILE, instruction_template, load_tokenizer
-    from workbench.core.training.objectives import IGNORE, InstructionBatches, encode_instruction
+def test_instruct_on_a_base_model_trains_and_ships_the_default_chat_template(two_archs, tmp_path):
+    from pathlib import Path
+
+    from workbench.core.models import load_tokenizer
+    from workbench.core.templates import DEFAULT_TEMPLATE, instruct_format, template_source
+    from workbench.core.training.objectives import IGNORE, InstructionBatches
 
     tok = load_tokenizer(two_archs.registry.get_model("t1").path)
-    record = {"instruction": "Say hi", "response": "hi there"}
-    ids, n_prompt = encode_instruction(tok, record, "\n### Response:\n", 64)
-    assert ids[0] == tok.eos_token_id and ids[-1] == tok.eos_token_id  # GPT-2: BOS = EOS
-    assert tok.decode(ids[1:n_prompt]) == "Say hi\n### Response:\n"
-    assert tok.decode(ids[n_prompt:-1]) == "hi there"
-    batches = InstructionBatches(tok, [record, {"instruction": "a", "response": "b c d e f g"}],
-                                 "\n### Response:\n", 64, "sequential", 0)
+    fmt = instruct_format(tok, two_archs.registry.get_model("t1").path)
+    assert fmt.template == DEFAULT_TEMPLATE and fmt.end_ids == (tok.eos_token_id,)
+    record = {"messages": [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "hi there"}]}
+    batches = InstructionBatches(tok, [record, record], fmt, 64, "sequential", 0)
     batch = batches.batch(0, 2)
-    labels, mask = batch["labels"], batch["attention_mask"]
-    assert (labels[mask == 0] == IGNORE).all()
-    assert labels[0, :n_prompt].eq(IGNORE).all() and labels[0, n_prompt:len(ids)].tolist() == ids[n_prompt:]
+    labels, mask = batch["labels"][0], batch["attention_mask"][0]
+    trained = labels[labels != IGNORE].tolist()
+    assert tok.decode(trained) == "hi there<|endoftext|>"  # the reply and its end-of-turn token only
+    assert (batch["labels"][batch["attention_mask"] == 0] == IGNORE).all()
 
     result, rows = run(two_archs, cfg(dataset="inst", objective="instruct", out="t1-inst", steps=3, seq=48),
                        tmp_path / "run")
     assert [r["split"] for r in rows][-1] == "val"
-    template = instruction_template(result.model.path)
-    assert template["prefix"] == "<|endoftext|>" and template["sep"] == "\n### Response:\n"
-    from pathlib import Path
-
-    assert (Path(result.model.path) / TEMPLATE_FILE).is_file()
-    from workbench.core.generation import apply_template
-
-    prompt = apply_template(template, "Say hi")
-    assert tok(prompt)["input_ids"] == ids[:n_prompt]  # chat builds exactly the trained prefix
+    folder = Path(result.model.path)
+    assert template_source(folder) == "chat_template.jinja"
+    assert (folder / "chat_template.jinja").read_text() == DEFAULT_TEMPLATE
+    assert load_tokenizer(folder).chat_template == DEFAULT_TEMPLATE
 
 
 def test_causal_sequential_sampling_walks_the_split(two_archs):
