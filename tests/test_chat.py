@@ -131,3 +131,34 @@ def test_chat_without_a_terminal_reads_lines_and_prints_json_replies(home, tiny_
          {"role": "assistant", "content": replies[0]["text"]}, {"role": "user", "content": "What is up?"}],
         tokenize=False, add_generation_prompt=True)
     assert model_turns[1]["prompt"] == expected
+
+
+def test_bleu_rouge_prompts_go_through_the_template_of_chat_models(ctx, tiny_family, tmp_path):  # noqa: F811
+    from workbench.core.errors import WorkbenchError
+    from workbench.core.evaluation.service import EvalRequest, evaluate
+    from workbench.core.models import ModelCache, add_model
+
+    add_model(ctx.ws, ctx.registry, "tiny-llama", str(tiny_family("llama")), copy=False)
+    refs = tmp_path / "refs.jsonl"
+    refs.write_text("".join(json.dumps({"prompt": p, "reference": "the sea"}) + "\n" for p in ("Name a sea.", "Hi")))
+
+    def run(mode: str, model: str = "tiny-llama") -> dict:
+        request = EvalRequest(metrics=["bleu"], refs=str(refs), generation={"max_new_tokens": 4},
+                              chat_template=mode, fresh=True)
+        return evaluate(ctx, [model], request)["results"][0]
+
+    auto, off = run("auto"), run("off")
+    assert auto["settings"]["refs"]["chat_template"] == "on"
+    assert auto["settings"]["refs"]["template_source"] in ("chat_template.jinja", "tokenizer_config.json")
+    assert off["settings"]["refs"]["chat_template"] == "off" and "model_prompt" not in off["samples"]["refs"][0]
+    loaded = ModelCache().get(ctx.registry, "tiny-llama")
+    rendered = [loaded.tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                                     add_generation_prompt=True) for p in ("Name a sea.", "Hi")]
+    assert [s["model_prompt"] for s in auto["samples"]["refs"]] == rendered
+    direct = generate(loaded, rendered, GenerationSettings(max_new_tokens=4), templated=True)
+    assert [s["hypothesis"] for s in auto["samples"]["refs"]] == [d.text.strip() for d in direct]
+    stored = [e.settings for e in ctx.registry.evaluations(model="tiny-llama") if e.metric == "bleu"]
+    assert {s["chat_template"] for s in stored} == {"on", "off"}  # recorded with each evaluation
+    assert run("auto", "tiny-neo")["settings"]["refs"]["chat_template"] == "off"
+    with pytest.raises(WorkbenchError, match="has no chat template"):
+        run("on", "tiny-neo")
