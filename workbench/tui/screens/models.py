@@ -108,6 +108,8 @@ class ModelsScreen(WorkbenchScreen):
         self.show_detail()
 
     def show_detail(self) -> None:
+        from ...core.templates import describe_mode, template_source
+
         text = self.query_one("#model-detail-text", Static)
         name = self.selected
         if name is None:
@@ -135,6 +137,7 @@ class ModelsScreen(WorkbenchScreen):
         lines.append(f"source   {record.source}{' (referenced in place)' if record.referenced else ''}\n")
         lines.append(f"folder   {shown}\n")
         lines.append(f"sha256   {(record.sha256 or '-')[:16]}\n")
+        lines.append(f"prompted {describe_mode(template_source(record.path))}\n")
         lines.append("lineage  " + " <- ".join(lineage) + "\n")
         children = [c.name for c in registry.children_of(record.name)]
         if children:
