@@ -97,11 +97,14 @@ def prompt_budget(loaded: LoadedModel, settings: GenerationSettings) -> int:
 
 
 def end_ids(loaded: LoadedModel) -> tuple[int, ...]:
-    """Every token id that ends a reply of this model."""
+    """Every token id that ends a reply of this model (templates.end_token_ids)."""
     fmt = getattr(loaded, "chat_format", None)
     if fmt is not None and fmt.end_ids:
         return fmt.end_ids
-    return (loaded.tokenizer.eos_token_id,)
+    from .templates import end_token_ids
+
+    config = getattr(loaded.model, "generation_config", None)
+    return end_token_ids(loaded.tokenizer, getattr(config, "eos_token_id", None))
 
 
 def encode_text(loaded: LoadedModel, text: str, templated: bool = False) -> list[int]:
@@ -164,7 +167,7 @@ def generate(loaded: LoadedModel, prompts: list[str], settings: GenerationSettin
     _seed(settings)
     fast = _fast_decoder(loaded, len(prompts), settings)
     if fast is not None:
-        ids = fast.generate(encoded[0][0], settings, _end_ids(loaded), stop=stop)
+        ids = fast.generate(encoded[0][0], settings, set(end_ids(loaded)), stop=stop)
         text = loaded.tokenizer.decode(ids, skip_special_tokens=True)
         return [GenerationOutput(prompts[0], text, len(ids), ids, encoded[0][1])]
     input_ids, mask = _batch_tensors(loaded, [ids for ids, _ in encoded])
@@ -191,12 +194,6 @@ def _fast_decoder(loaded: LoadedModel, prompts: int, settings: GenerationSetting
         log.info("generation through transformers' generate: %s", reason)
         return None
     return decoder_for(loaded, int8=settings.int8_decode)
-
-
-def _end_ids(loaded: LoadedModel) -> set[int]:
-    from .decoding import end_token_ids
-
-    return end_token_ids(loaded.model, loaded.tokenizer)
 
 
 def _stop_criteria(stop: threading.Event | None):
@@ -247,7 +244,7 @@ def stream_ids(loaded: LoadedModel, ids: list[int], settings: GenerationSettings
             _seed(settings)
             if fast is not None:
                 streamer.put(None)  # the prompt (skipped)
-                fast.generate(ids, settings, _end_ids(loaded), stop=stop,
+                fast.generate(ids, settings, set(end_ids(loaded)), stop=stop,
                               on_token=lambda token: streamer.put(torch.tensor([token])))
                 streamer.end()
                 return
