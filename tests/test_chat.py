@@ -162,3 +162,47 @@ def test_bleu_rouge_prompts_go_through_the_template_of_chat_models(ctx, tiny_fam
     assert run("auto", "tiny-neo")["settings"]["refs"]["chat_template"] == "off"
     with pytest.raises(WorkbenchError, match="has no chat template"):
         run("on", "tiny-neo")
+
+
+def test_smollm2_follows_a_conversation_through_its_template(smollm2_home):
+    from workbench.core.chat import chat_reply
+    from workbench.core.context import open_workspace
+    from workbench.core.models import ModelCache
+
+    ctx = open_workspace(smollm2_home)
+    loaded = ModelCache().get(ctx.registry, "smollm2", device="cpu")
+    assert loaded.chat_format.is_chat and loaded.chat_format.source == "chat_template.jinja"
+    history = [{"speaker": "user", "text": "What is the capital of France?"},
+               {"speaker": "model", "text": "The capital of France is Paris."}]
+    messages = chat_messages(history, "And of Italy?", system="Answer in one short sentence.")
+    prompt = build_prompt(loaded, messages, GenerationSettings(max_new_tokens=24))
+    reply = "".join(chat_reply(loaded, prompt, GenerationSettings(max_new_tokens=24)))
+    assert "Rome" in reply  # it read the history: "of Italy" only means the capital through it
+    ctx.registry.close()
+
+
+def test_data_show_preview_and_models_show_say_how_a_model_is_prompted(home, tiny_family, tmp_path, capsys):  # noqa: F811
+    from workbench.cli import main
+
+    rows = [{"conversations": [{"from": "human", "value": f"Say {i}."}, {"from": "gpt", "value": f"{i}!"}]}
+            for i in range(5)]
+    (tmp_path / "say.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["--home", str(home), "models", "add", "tiny-llama", str(tiny_family("llama")), "--reference"]) == 0
+    assert main(["--home", str(home), "data", "add", "say", str(tmp_path / "say.jsonl")]) == 0
+    capsys.readouterr()
+    assert main(["--home", str(home), "data", "show", "say", "--preview", "2", "--model", "tiny-llama"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("--- record") == 2 and "<|im_start|>user\nSay " in out
+    assert out.split("\u27e6")[1].split("\u27e7")[0].endswith("!<|im_end|>")  # the reply and its end token
+    assert main(["--home", str(home), "data", "show", "say", "--preview", "1", "--model", "tiny-neo", "--json"]) == 0
+    preview = json.loads(capsys.readouterr().out)
+    assert preview["template_source"] == "workbench default (ChatML)"
+    trained = [s["text"] for s in preview["records"][0]["segments"] if s["trained"]]
+    assert len(trained) == 1 and trained[0].endswith("!<|endoftext|>")
+    assert main(["--home", str(home), "models", "show", "tiny-llama", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["chat_mode"] == "chat (template from chat_template.jinja)"
+    assert main(["--home", str(home), "models", "show", "tiny-neo"]) == 0
+    assert "chat_mode: plain continuation (no chat template)" in capsys.readouterr().out
+    assert main(["--home", str(home), "data", "show", "say", "--preview", "1"]) == 1
+    assert "--preview needs --model" in capsys.readouterr().err
