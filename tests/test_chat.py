@@ -193,7 +193,7 @@ def test_data_show_preview_and_models_show_say_how_a_model_is_prompted(home, tin
     assert main(["--home", str(home), "data", "show", "say", "--preview", "2", "--model", "tiny-llama"]) == 0
     out = capsys.readouterr().out
     assert out.count("--- record") == 2 and "<|im_start|>user\nSay " in out
-    assert out.split("\u27e6")[1].split("\u27e7")[0].endswith("!<|im_end|>")  # the reply and its end token
+    assert out.split("\u27e6")[2].split("\u27e7")[0].endswith("!<|im_end|>")  # [1] is the legend
     assert main(["--home", str(home), "data", "show", "say", "--preview", "1", "--model", "tiny-neo", "--json"]) == 0
     preview = json.loads(capsys.readouterr().out)
     assert preview["template_source"] == "workbench default (ChatML)"
