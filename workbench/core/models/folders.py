@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import WorkbenchError
 from ..registry import ModelRecord, Registry
 from .adapters import point_adapter_at_base
-from .names import PICKLE_WEIGHTS, TEMPLATE_FILE, WEIGHT_FILES, one_line, validate_name
+from .names import PICKLE_WEIGHTS, WEIGHT_FILES, one_line, validate_name
 
 
 def weights_file(folder: Path) -> Path:
@@ -91,11 +91,6 @@ def count_parameters(folder: Path) -> int:
                 count *= dim
             total += count
     return total
-
-
-def instruction_template(folder: str | Path) -> dict | None:
-    path = Path(folder) / TEMPLATE_FILE
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 class staged_folder:

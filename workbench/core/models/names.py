@@ -12,7 +12,6 @@ ARCHITECTURES = ("gpt-neo", "gpt2")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors")
 PICKLE_WEIGHTS = ("pytorch_model.bin", "adapter_model.bin", "tf_model.h5", "flax_model.msgpack")
-TEMPLATE_FILE = "workbench_template.json"  # instruction template saved by instruction tuning
 
 
 @dataclass(frozen=True)
