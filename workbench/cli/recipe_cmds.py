@@ -102,8 +102,14 @@ def cmd_run(args) -> int:
     from ..core.recipes.runner import run_recipe
     from ..core.recipes.spec import load_recipe
 
-    ctx = context(args)
-    recipe = load_recipe(ctx, args.name)
+    from ..core.context import ensure_starter
+
+    ctx = context(args, starter=False)
+    recipe = load_recipe(ctx, args.name)  # a wrong name fails before torch loads
+    before = len(ctx.created)
+    ensure_starter(ctx)
+    for line in ctx.created[before:]:
+        info(line)
     progress = _Progress()
     report = run_recipe(ctx, recipe, quick=args.quick, on_event=progress)
     progress._close()
