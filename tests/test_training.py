@@ -65,7 +65,8 @@ def test_config_round_trip_and_contract_fields():
     config = cfg(freeze=["*.attn.*"])
     assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     expected = {"base_model", "dataset", "out", "objective", "letter", "kl_positions", "method", "freeze", "lora_r",
-                "lora_alpha", "lora_dropout", "merge", "steps", "batch", "seq", "lr", "warmup", "schedule", "grad_accum", "clip",
+                "lora_alpha", "lora_dropout", "lora_targets", "merge", "steps", "batch", "seq", "lr", "warmup",
+                "schedule", "grad_accum", "clip",
                 "eval_every", "save_every", "keep_checkpoints", "seed", "precision", "device", "sampling"}
     assert set(config.to_dict()) == expected
     with pytest.raises(WorkbenchError, match="unknown training settings"):

@@ -45,7 +45,7 @@ def test_train_end_to_end_registers_lineage(home, tmp_path):
     lora = wb(home, "train", "--model", "mini", "--data", "words", "--out", "mini-lora", "--method", "lora",
               "--lora-r", "2", "--steps", "2", "--batch", "2", "--seq", "32", "--no-progress")
     assert "registered adapter 'mini-lora' (parent mini)" in lora.stdout
-    assert "LoRA on q_proj, k_proj, v_proj" in lora.stderr
+    assert "LoRA on q_proj, v_proj" in lora.stderr  # peft's default targets for gpt_neo
 
 
 def test_train_refuses_bad_settings_with_one_line(home):

@@ -27,13 +27,17 @@ import pytest
 
 FAMILIES = ("llama", "qwen2", "qwen3", "mistral", "phi3", "gemma", "gemma2", "gemma3_text", "gpt_neox",
             "gpt2", "gpt_neo")
+# Heads that transform their logits (for the fast-loss tests): Cohere multiplies by logit_scale, Granite
+# divides by logits_scaling, Phi(-2) has a biased head.
+HEAD_VARIANTS = ("cohere", "granite", "phi")
 VOCAB = 49152  # the SmolLM2 tokenizer's vocabulary
 HIDDEN, LAYERS, HEADS, KV_HEADS, HEAD_DIM, FFN, CONTEXT = 32, 2, 4, 2, 8, 64, 512
 BOS_ID, EOS_ID = 1, 2  # <|im_start|>, <|im_end|> in the SmolLM2 tokenizer
 
 # Which families tie the LM head to the embedding (both kinds must be covered).
 TIED = {"llama": True, "qwen2": False, "qwen3": True, "mistral": False, "phi3": False, "gemma": True,
-        "gemma2": True, "gemma3_text": True, "gpt_neox": False, "gpt2": True, "gpt_neo": True}
+        "gemma2": True, "gemma3_text": True, "gpt_neox": False, "gpt2": True, "gpt_neo": True, "cohere": True,
+        "granite": True, "phi": False}
 
 
 def _llama_like(**extra) -> dict:
@@ -57,6 +61,9 @@ def tiny_config_kwargs(family: str) -> dict:
         "gemma3_text": _llama_like(head_dim=HEAD_DIM, query_pre_attn_scalar=HEAD_DIM, **sliding),
         "gpt_neox": {"hidden_size": HIDDEN, "intermediate_size": FFN, "num_hidden_layers": LAYERS,
                      "num_attention_heads": HEADS, "max_position_embeddings": CONTEXT},
+        "cohere": _llama_like(logit_scale=0.0625),
+        "granite": _llama_like(logits_scaling=4.0),
+        "phi": _llama_like(partial_rotary_factor=0.5),
         "gpt2": {"n_embd": HIDDEN, "n_layer": LAYERS, "n_head": HEADS, "n_positions": CONTEXT},
         "gpt_neo": {"hidden_size": HIDDEN, "num_layers": LAYERS, "num_heads": HEADS,
                     "max_position_embeddings": CONTEXT, "window_size": 8,

@@ -41,12 +41,16 @@ def add_train_flags(parser) -> None:
     parser.add_argument("--kl-positions", choices=["all", "final"],
                         help="kl-letter: train the KL at every position (default) or only the final one "
                              "(the original experiment)")
-    parser.add_argument("--method", choices=["full", "lora", "freeze-attention"])
+    parser.add_argument("--method", choices=["full", "lora", "dora", "freeze-attention"],
+                        help="lora/dora: peft adapters; freeze-attention: train all but the attention modules")
     parser.add_argument("--freeze", action="append", metavar="PATTERN",
                         help="freeze parameters whose name matches this glob (repeatable)")
     parser.add_argument("--lora-r", type=int)
     parser.add_argument("--lora-alpha", type=int)
     parser.add_argument("--lora-dropout", type=float)
+    parser.add_argument("--lora-targets", type=_names, action="extend", metavar="NAMES",
+                        help="lora/dora: modules to adapt, comma-separated, or all-linear "
+                             "(default: peft's choice for the architecture, else all-linear)")
     parser.add_argument("--merge", action="store_true", help="lora: register the merged full model, not an adapter")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--batch", type=int, help="sequences per micro-batch (all processes)")
@@ -65,6 +69,10 @@ def add_train_flags(parser) -> None:
     parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     parser.add_argument("--sampling", choices=["random", "sequential"])
     parser.argument_default = previous
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def _defaults() -> dict:

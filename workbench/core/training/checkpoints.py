@@ -142,7 +142,7 @@ def register_result(ctx, config, run_dir_or_checkpoint: str | Path, job_id: int 
     base = ctx.registry.get_model(config.base_model)
     target = ctx.ws.model_dir(config.out)
     with staged_folder(target) as staging:
-        if config.method == "lora" and config.merge:
+        if config.method in ("lora", "dora") and config.merge:
             _merge_adapter(base.path, source, staging)
         else:
             for item in source.iterdir():
@@ -175,7 +175,9 @@ def _merge_adapter(base_path: str, adapter_folder: Path, out: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(base_path, use_safetensors=True, dtype=torch.float32)
     model = PeftModel.from_pretrained(model, str(adapter_folder))
     merged = model.merge_and_unload()
-    merged.save_pretrained(str(out), safe_serialization=True)
+    from .precision import save_full_model, saved_dtype
+
+    save_full_model(merged, out, saved_dtype(base_path))  # merged in fp32, saved in the base's dtype
     for item in adapter_folder.iterdir():  # tokenizer files and the template
         if item.is_file() and not item.name.startswith(("adapter_", "README")):
             shutil.copy2(item, out / item.name)

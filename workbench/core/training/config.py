@@ -9,18 +9,12 @@ from typing import Any
 from ..errors import WorkbenchError
 
 OBJECTIVES = ("causal", "instruct", "kl-letter")
-METHODS = ("full", "lora", "freeze-attention")
+METHODS = ("full", "lora", "dora", "freeze-attention")
+ADAPTER_METHODS = ("lora", "dora")  # trained through peft; the result is an adapter (or merged with --merge)
 SCHEDULES = ("constant", "linear", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
 SAMPLINGS = ("random", "sequential")
 KL_POSITIONS = ("all", "final")  # kl-letter: train every position (default) or the seed's final one
-
-# LoRA target modules per architecture (registry arch names, see models.arch_of).
-LORA_TARGETS = {
-    "gpt2": ["c_attn"],
-    "gpt-neo": ["q_proj", "k_proj", "v_proj"],
-    "gpt-neox": ["query_key_value"],
-}
 
 
 @dataclass
@@ -36,6 +30,7 @@ class TrainConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
+    lora_targets: list[str] = field(default_factory=list)  # empty: peft's default for the model type
     merge: bool = False
     steps: int = 100
     batch: int = 8
@@ -56,6 +51,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["freeze"] = list(self.freeze)
+        data["lora_targets"] = list(self.lora_targets)
         return data
 
     @classmethod
@@ -70,6 +66,11 @@ class TrainConfig:
             values["freeze"] = []
         elif isinstance(values["freeze"], str):
             values["freeze"] = [values["freeze"]]
+        targets = values.get("lora_targets")
+        if isinstance(targets, str):  # "q_proj,v_proj" from a YAML or a form field
+            values["lora_targets"] = [t.strip() for t in targets.split(",") if t.strip()]
+        elif targets is None:
+            values["lora_targets"] = []
         return cls(**values)
 
     # ------------------------------------------------------------ validation
@@ -104,16 +105,19 @@ class TrainConfig:
             _choice("kl-positions", self.kl_positions, KL_POSITIONS)
         elif not self.dataset:
             raise WorkbenchError(f"the {self.objective} objective needs a dataset (--data NAME)")
-        if self.merge and self.method != "lora":
-            raise WorkbenchError("--merge only applies to --method lora")
-        if self.method == "lora" and self.freeze:
-            raise WorkbenchError("--freeze does not combine with --method lora (LoRA trains only its adapters)")
+        if self.merge and self.method not in ADAPTER_METHODS:
+            raise WorkbenchError("--merge only applies to --method lora or dora")
+        if self.method in ADAPTER_METHODS and self.freeze:
+            raise WorkbenchError(f"--freeze does not combine with --method {self.method} "
+                                 "(it trains only its adapters)")
+        if self.lora_targets and self.method not in ADAPTER_METHODS:
+            raise WorkbenchError("--lora-targets only applies to --method lora or dora")
         if self.batch % max(1, _world_size()):
             raise WorkbenchError(f"--batch {self.batch} does not split evenly over {_world_size()} processes")
 
     def validate(self, ctx) -> None:
         """Every check that can be made before loading weights: raises WorkbenchError (one line)."""
-        from ..models import arch_of, _read_config
+        from ..models import _read_config
         from pathlib import Path
 
         self.validate_values()
@@ -124,21 +128,15 @@ class TrainConfig:
         if registry.find_model(self.out):
             raise WorkbenchError(f"a model named '{self.out}' is already registered; pick another --out")
         if base.adapter:
-            if self.method == "lora":
+            if self.method in ADAPTER_METHODS:
                 raise WorkbenchError(f"'{base.name}' is a LoRA adapter: train LoRA on its base "
                                      f"'{base.parent}', or merge it first")
             raise WorkbenchError(f"'{base.name}' is a LoRA adapter; training starts from a full model "
                                  f"(its base is '{base.parent}')")
-        config = _read_config(Path(base.path))
-        arch = arch_of(config)
+        _read_config(Path(base.path))  # a folder without a readable config fails here, before any work
         context = base.context_length or 0
         if context and self.seq > context:
             raise WorkbenchError(f"--seq {self.seq} is longer than {base.name}'s context ({context} tokens)")
-        if self.method == "lora" and arch not in LORA_TARGETS:
-            raise WorkbenchError(f"--method lora has no target modules for architecture '{arch}' "
-                                 f"(known: {', '.join(LORA_TARGETS)})")
-        if self.method == "freeze-attention" and arch not in LORA_TARGETS:
-            raise WorkbenchError(f"--method freeze-attention does not know the attention layers of '{arch}'")
         if self.dataset:
             dataset = registry.get_dataset(self.dataset)
             wanted = "instructions" if self.objective == "instruct" else "text"

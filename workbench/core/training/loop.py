@@ -1,6 +1,7 @@
 """The training loop: one function, `train`, used in the foreground by the CLI and in jobs (also under torchrun).
 
-Flow: check the settings (before any work) -> load the base in fp32 -> apply the method -> build the
+Flow: check the settings (before any work) -> load the base in fp32 (precision.py says why and what is
+saved) -> apply the method -> build the
 objective's batch source -> resume from the newest complete checkpoint if asked -> steps of AdamW with the
 schedule, gradient accumulation and clipping under bf16 autocast where it pays -> validation every
 eval_every steps -> checkpoints every save_every steps and at the end -> register the result.
@@ -27,7 +28,7 @@ from typing import Any, Callable
 
 from ..errors import WorkbenchError
 from ..registry import ModelRecord
-from .config import TrainConfig
+from .config import ADAPTER_METHODS, TrainConfig
 
 MAX_EVAL_ITEMS = 64  # validation uses at most this many blocks (or records) of the val split
 
@@ -57,27 +58,6 @@ class _Dist:
 def _say(dist: _Dist, message: str) -> None:
     if dist.main:
         print(message, file=sys.stderr, flush=True)
-
-
-def resolve_precision(precision: str, device: str):
-    """The autocast dtype (None = plain fp32). auto: bf16 on GPUs that have it and on CPUs with native bf16."""
-    import torch
-
-    kind = device.split(":")[0]
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        if kind == "mps":
-            raise WorkbenchError("--precision bf16 is not supported on mps; use fp32")
-        if kind == "cuda" and not torch.cuda.is_bf16_supported():
-            raise WorkbenchError("--precision bf16: this GPU does not support bf16; use fp32")
-        return torch.bfloat16
-    if kind == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    if kind == "cpu":
-        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-        return torch.bfloat16 if native else None
-    return None
 
 
 def _setup_distributed(device_request: str | None) -> tuple[_Dist, str]:
@@ -170,6 +150,7 @@ def _build(ctx, config: TrainConfig, dist: _Dist, device: str, fast_loss: bool, 
     from ..models import _read_config, arch_of, load_tokenizer
     from .methods import apply_method
     from .objectives import RandomTokens, letter_target, make_loss_module
+    from .precision import keep_frozen_in, resolve_precision, saved_dtype, torch_dtype
     from .speed import keep_freed_memory
 
     base = ctx.registry.get_model(config.base_model)
@@ -195,23 +176,32 @@ def _build(ctx, config: TrainConfig, dist: _Dist, device: str, fast_loss: bool, 
             raise WorkbenchError(f"cannot load '{base.name}' for training: {str(error).splitlines()[0]}") from None
     model.config.use_cache = False
     model, info = apply_method(model, config, arch)
+    autocast_dtype = resolve_precision(config.precision, device)
+    base_dtype = saved_dtype(base.path)
+    kept = 0
+    if config.method in ADAPTER_METHODS and autocast_dtype is not None and torch_dtype(base_dtype) == autocast_dtype:
+        kept = keep_frozen_in(model, autocast_dtype)  # see precision.py: no fp32 copy of frozen weights
     model.to(device)
     model.train()
     _say(dist, f"method: {info.describe()}")
-
-    autocast_dtype = resolve_precision(config.precision, device)
     allocator = fast_loss and device.startswith("cpu") and keep_freed_memory()
     loss_module = make_loss_module(model, config.objective, target=target, fast=fast_loss, chunk=chunk,
                                    use_compile=compile_loss, speedups=model_speedups,
                                    kl_positions=config.kl_positions)
     loss_module.to(device)
     notes = list(loss_module.speedups)
-    if fast_loss and config.objective != "kl-letter":
-        notes.append("chunked LM-head loss" + (" (compiled kernel)" if compile_loss else ""))
+    if loss_module.fast and config.objective != "kl-letter":
+        extra = loss_module.head_spec.describe()
+        notes.append("chunked LM-head loss" + (" (compiled kernel)" if compile_loss else "")
+                     + (f" ({extra})" if extra else ""))
+    elif loss_module.fallback_reason:
+        notes.append(f"the model's own loss: {loss_module.fallback_reason}")
     if autocast_dtype is not None:
         notes.append("bf16 autocast")
     if allocator:
         notes.append("malloc keeps freed blocks")
+    if kept:
+        notes.append(f"{kept} frozen weights kept in {base_dtype}")
     _say(dist, f"speed: {', '.join(notes) or 'plain fp32'}")
     if compile_body:
         body, head = loss_module._parts
@@ -225,7 +215,7 @@ def _build(ctx, config: TrainConfig, dist: _Dist, device: str, fast_loss: bool, 
     params = [p for _, p in model.named_parameters() if p.requires_grad]
     optimizer = _make_optimizer(params, config, device)
     return _Run(model, tokenizer, loss_module, wrapped, params, optimizer, source, val_source, arch, device,
-                autocast_dtype, info)
+                autocast_dtype, info, {"base_dtype": base_dtype})
 
 
 class _quiet_hf:
@@ -271,9 +261,14 @@ def _export_model(run: _Run, config: TrainConfig, folder: Path) -> None:
     tuning the chat template it was trained with."""
     from ..templates import ship_template
 
+    from .precision import save_full_model
+
     folder.mkdir(parents=True, exist_ok=True)
     with _quiet_hf():  # no "Writing model shards" bar inside our own
-        run.model.save_pretrained(str(folder), safe_serialization=True)
+        if config.method in ADAPTER_METHODS:
+            run.model.save_pretrained(str(folder), safe_serialization=True)
+        else:  # a full model is saved in its base's dtype (fp32 master weights stay in the checkpoint)
+            save_full_model(run.model, folder, run.extra["base_dtype"])
     run.tokenizer.save_pretrained(str(folder))
     if config.objective == "instruct":
         ship_template(run.tokenizer, folder)
@@ -283,9 +278,12 @@ def _save(run: _Run, config: TrainConfig, run_dir: Path, step: int, state: dict)
     import torch
 
     from .checkpoints import MODEL_FOLDER, STATE_FILE, write_checkpoint
+    from .precision import save_master
 
     def write(folder: Path) -> None:
         _export_model(run, config, folder / MODEL_FOLDER)
+        if config.method not in ADAPTER_METHODS and run.extra["base_dtype"] != "float32":
+            save_master(run.model, folder)
         torch.save(run.optimizer.state_dict(), folder / "optimizer.pt")
         rng = {"torch": torch.get_rng_state(), "python": list(random.getstate())}
         try:
@@ -304,7 +302,7 @@ def _save(run: _Run, config: TrainConfig, run_dir: Path, step: int, state: dict)
 
 
 _RESUME_KEYS = ("base_model", "dataset", "objective", "letter", "kl_positions", "method", "freeze", "lora_r",
-                "lora_alpha", "lora_dropout", "batch", "seq", "grad_accum", "seed", "sampling")
+                "lora_alpha", "lora_dropout", "lora_targets", "batch", "seq", "grad_accum", "seed", "sampling")
 
 
 def _load(run: _Run, config: TrainConfig, checkpoint: Path) -> dict:
@@ -312,6 +310,7 @@ def _load(run: _Run, config: TrainConfig, checkpoint: Path) -> dict:
     from safetensors.torch import load_file
 
     from .checkpoints import MODEL_FOLDER, read_state
+    from .precision import load_master
 
     state = read_state(checkpoint)
     saved = state.get("config", {})
@@ -319,7 +318,7 @@ def _load(run: _Run, config: TrainConfig, checkpoint: Path) -> dict:
     if changed:
         raise WorkbenchError(f"cannot resume from {checkpoint}: settings differ ({', '.join(changed)})")
     folder = checkpoint / MODEL_FOLDER
-    if config.method == "lora":
+    if config.method in ADAPTER_METHODS:
         from peft import set_peft_model_state_dict
 
         weights = load_file(str(folder / "adapter_model.safetensors"), device=run.device)
@@ -337,6 +336,7 @@ def _load(run: _Run, config: TrainConfig, checkpoint: Path) -> dict:
         if lost or result.unexpected_keys:
             raise WorkbenchError(f"checkpoint {checkpoint} does not fit this model "
                                  f"({(lost or result.unexpected_keys)[0]})")
+        load_master(run.model, checkpoint, run.device)  # the exact fp32 weights when the model folder is bf16
     run.optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", map_location=run.device,
                                              weights_only=True))
     rng = torch.load(checkpoint / "rng.pt", weights_only=True)

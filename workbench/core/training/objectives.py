@@ -218,6 +218,11 @@ def make_loss_module(model, objective: str, target=None, fast: bool = True, chun
     from .speed import accelerate_model
 
     speedups = accelerate_model(model) if (fast if speedups is None else speedups) else []
+    spec, fallback = None, ""
+    if fast and objective != "kl-letter":
+        from .head import head_spec
+
+        spec, fallback = head_spec(model)
 
     class LossModule(torch.nn.Module):
         def __init__(self):
@@ -230,7 +235,9 @@ def make_loss_module(model, objective: str, target=None, fast: bool = True, chun
             else:
                 self.target = None
             self.speedups = speedups
-            self.fast = fast
+            self.fast = spec is not None
+            self.head_spec = spec
+            self.fallback_reason = fallback  # why the model's own loss is used (empty when fast)
 
         def forward(self, input_ids, labels=None, attention_mask=None):
             body, head = self._parts
@@ -242,7 +249,7 @@ def make_loss_module(model, objective: str, target=None, fast: bool = True, chun
                 return loss, input_ids.new_tensor(input_ids.shape[0])
             shifted = labels[:, 1:]
             keep = shifted != IGNORE
-            if not fast or head.bias is not None:
+            if self.head_spec is None:
                 logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
                 loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
                                        shifted.reshape(-1), ignore_index=IGNORE, reduction="sum")
@@ -253,7 +260,9 @@ def make_loss_module(model, objective: str, target=None, fast: bool = True, chun
                 h, y = h.reshape(-1, h.shape[-1]), shifted.reshape(-1)
             else:
                 h, y = h[keep], shifted[keep]
-            loss = linear_cross_entropy(h, head.weight, y, chunk=chunk or DEFAULT_CHUNK, use_compile=use_compile)
+            spec = self.head_spec
+            loss = linear_cross_entropy(h, head.weight, y, chunk=chunk or DEFAULT_CHUNK, use_compile=use_compile,
+                                        bias=head.bias, scale=spec.scale, softcap=spec.softcap)
             return loss, keep.sum()
 
     return LossModule()
