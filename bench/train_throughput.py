@@ -266,6 +266,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1, help="interleaved runs of each trainer (busy machines)")
     parser.add_argument("--lever-steps", type=int, default=8)
     parser.add_argument("--no-levers", action="store_true")
+    parser.add_argument("--no-peak", action="store_true", help="skip measuring the matmul peak (and the MFU)")
     parser.add_argument("--no-hf-fp32", action="store_true", help="skip the (slowest) HF fp32 run")
     parser.add_argument("--compile-body", action="store_true", help="our run also torch.compiles the body")
     parser.add_argument("--corpus", default=str(ROOT.parent / "shared" / "corpora" / "alice.txt"))
@@ -303,9 +304,11 @@ def main() -> int:
           f"{args.rounds} round(s), {args.threads} threads, torch {torch.__version__}; each run in its own process; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
 
-    peak_bf16 = matmul_peak(torch.bfloat16)
-    peak_fp32 = matmul_peak(torch.float32)
-    print(f"measured matmul peak: bf16 {peak_bf16:.0f} GFLOP/s, fp32 {peak_fp32:.0f} GFLOP/s", flush=True)
+    peak_bf16 = peak_fp32 = None
+    if not args.no_peak:
+        peak_bf16 = matmul_peak(torch.bfloat16)
+        peak_fp32 = matmul_peak(torch.float32)
+        print(f"measured matmul peak: bf16 {peak_bf16:.0f} GFLOP/s, fp32 {peak_fp32:.0f} GFLOP/s", flush=True)
 
     runs: dict[str, list[dict]] = {"ours": [], "hf_bf16": [], "hf_fp32": []}
     for round_no in range(1, args.rounds + 1):
@@ -357,9 +360,13 @@ def main() -> int:
                 pairs = [o / h for o, h in zip(ours["rounds"], p["rounds"])]
                 print(f"  per round (interleaved): {', '.join(f'{x:.2f}x' for x in pairs)}")
     fpt = model_flops(args, record, vocab)
-    mfu = ours["median_tok_s"] * fpt / (peak_bf16 * 1e9)
-    print(f"our MFU: {mfu * 100:.1f}% of the measured bf16 peak ({fpt / 1e6:.1f} MFLOP per token, "
-          f"{ours['median_tok_s'] * fpt / 1e9:.0f} GFLOP/s; best step {ours['best_tok_s'] * fpt / (peak_bf16 * 1e9) * 100:.1f}%)")
+    mfu = None
+    print(f"ours: {fpt / 1e6:.1f} MFLOP per token, {ours['median_tok_s'] * fpt / 1e9:.0f} GFLOP/s", end="")
+    if peak_bf16:
+        mfu = ours["median_tok_s"] * fpt / (peak_bf16 * 1e9)
+        print(f"; MFU {mfu * 100:.1f}% of the measured bf16 peak (best step "
+              f"{ours['best_tok_s'] * fpt / (peak_bf16 * 1e9) * 100:.1f}%)", end="")
+    print()
     print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machines: "
           "compare ratios from the same run, not absolute figures)")
 
