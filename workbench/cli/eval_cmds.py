@@ -31,12 +31,13 @@ def register(subcommands) -> None:
     parser.add_argument("models", nargs="+", metavar="MODEL",
                         help="models to evaluate (or: compare A B | list [MODEL])")
     what = parser.add_argument_group("what to evaluate")
-    what.add_argument("--metrics", default="ppl", help="comma list of ppl,bleu,rouge,x-ratio,style (default ppl)")
+    what.add_argument("--metrics", default="ppl", help="comma list of ppl,bleu,rouge,f1,exact-match,x-ratio,style (default ppl)")
     what.add_argument("--data", action="append", default=[], metavar="NAME",
                       help="a registered text dataset (repeat for style attribution)")
     what.add_argument("--split", default="test", choices=["train", "val", "test"])
     what.add_argument("--file", metavar="PATH", help="a UTF-8 text file for perplexity")
-    what.add_argument("--refs", metavar="FILE", help="JSONL with prompt and reference, for bleu/rouge")
+    what.add_argument("--refs", metavar="FILE",
+                      help="JSONL with prompt and reference, for bleu, rouge, f1 and exact-match")
     what.add_argument("--chat-template", default="auto", choices=["auto", "on", "off"],
                       help="bleu/rouge prompts through the model's chat template (auto: for chat models)")
     ppl = parser.add_argument_group("perplexity")

@@ -12,7 +12,8 @@ from ..errors import WorkbenchError
 
 OPERATORS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, ">": operator.gt, "<": operator.lt}
 LOWER_IS_BETTER = {"perplexity", "bits_per_byte", "word_perplexity", "nll_sum"}
-HIGHER_IS_BETTER = {"bleu", "rouge1", "rouge2", "rougeL", "rougeLsum", "x_ratio", "style_self_attribution"}
+HIGHER_IS_BETTER = {"bleu", "f1", "exact_match", "rouge1", "rouge2", "rougeL", "rougeLsum", "x_ratio",
+                    "style_self_attribution"}
 
 _GATE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|==|>|<)\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*$")
 

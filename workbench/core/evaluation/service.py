@@ -17,10 +17,12 @@ from typing import Any
 
 from ..errors import WorkbenchError
 
-TASKS = ("ppl", "bleu", "rouge", "x-ratio", "style")
+TASKS = ("ppl", "bleu", "rouge", "f1", "exact-match", "x-ratio", "style")
+REF_TASKS = ("bleu", "rouge", "f1", "exact-match")  # scored against --refs
 _ALIASES = {"perplexity": "ppl", "x_ratio": "x-ratio", "xratio": "x-ratio", "x": "x-ratio",
             "bits_per_byte": "ppl", "rouge1": "rouge", "rouge2": "rouge", "rougel": "rouge",
-            "rougelsum": "rouge"}
+            "rougelsum": "rouge", "em": "exact-match", "exact_match": "exact-match", "exactmatch": "exact-match",
+            "token-f1": "f1", "token_f1": "f1"}
 PPL_METRICS = ("perplexity", "bits_per_byte", "word_perplexity")
 ROUGE_METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 CHAT_TEMPLATE_MODES = ("auto", "on", "off")
@@ -28,7 +30,8 @@ CHAT_TEMPLATE_MODES = ("auto", "on", "off")
 
 def metric_names(tasks: list[str]) -> list[str]:
     """The per-model metric names the requested tasks report (what gates may name)."""
-    names = {"ppl": list(PPL_METRICS), "bleu": ["bleu"], "rouge": list(ROUGE_METRICS),
+    names = {"ppl": list(PPL_METRICS), "bleu": ["bleu"], "rouge": list(ROUGE_METRICS), "f1": ["f1"],
+             "exact-match": ["exact_match"],
              "x-ratio": ["x_ratio"], "style": ["style_self_attribution"]}
     return [name for task in parse_metrics(tasks) for name in names[task]]
 
@@ -47,7 +50,7 @@ def parse_metrics(text: str | list[str]) -> list[str]:
         if name not in out:
             out.append(name)
     if not out:
-        raise WorkbenchError("no metrics requested (--metrics ppl,bleu,rouge,x-ratio,style)")
+        raise WorkbenchError(f"no metrics requested (--metrics {','.join(TASKS)})")
     return out
 
 
@@ -90,8 +93,8 @@ class EvalRequest:
                 raise WorkbenchError("perplexity needs --data NAME or --file PATH")
             if not self.file and len(self.data) > 1:
                 raise WorkbenchError("perplexity takes one --data; several datasets are for --metrics style")
-        if ("bleu" in self.metrics or "rouge" in self.metrics) and not self.refs:
-            raise WorkbenchError("bleu/rouge need --refs FILE (JSONL with prompt and reference)")
+        if any(task in self.metrics for task in REF_TASKS) and not self.refs:
+            raise WorkbenchError("bleu/rouge/f1/exact-match need --refs FILE (JSONL with prompt and reference)")
         if "style" in self.metrics and not self.data:
             raise WorkbenchError("style attribution needs --data NAME (one or more datasets)")
         if self.batch_size < 1:
@@ -230,7 +233,7 @@ class _Runner:
 
     def refs(self, model: str) -> tuple[dict, bool]:
         from ..generation import GenerationSettings
-        from .text_metrics import bleu, generate_hypotheses, read_references, rouge
+        from .text_metrics import bleu, exact_match, generate_hypotheses, read_references, rouge, token_f1
 
         r = self.request
         path = Path(r.refs).expanduser()
@@ -238,7 +241,7 @@ class _Runner:
         data_sha = hashlib.sha256(path.read_bytes()).hexdigest()
         settings_obj = GenerationSettings.from_dict(r.generation)
         prompting = refs_prompting(self.ctx.registry, model, r.chat_template)
-        settings = {"generation": settings_obj.to_dict(), **prompting}
+        settings = {"generation": settings_obj.to_dict(), **prompting, "scores": "bleu,rouge,f1,exact_match"}
 
         def compute() -> dict:
             from ..chat import render_prompt
@@ -252,10 +255,13 @@ class _Runner:
                                        self.on_progress, self.should_stop, templated=templated)
             refs = [p["reference"] for p in pairs]
             score, signature = bleu(hyps, refs)
-            metrics = {"bleu": score, **rouge(hyps, refs)}
             samples = [{"prompt": p["prompt"], "reference": p["reference"], "hypothesis": h,
+                        "f1": token_f1(h, p["reference"]), "exact_match": exact_match(h, p["reference"]),
                         **({"model_prompt": text} if templated else {})}
                        for p, h, text in zip(pairs, hyps, prompts)]
+            count = max(1, len(samples))
+            metrics = {"bleu": score, **rouge(hyps, refs), "f1": sum(s["f1"] for s in samples) / count,
+                       "exact_match": sum(s["exact_match"] for s in samples) / count}
             return {"metrics": metrics, "details": {"bleu_signature": signature, "samples": samples}}
 
         return self.run_task("refs", model, f"refs:{path.resolve()}", data_sha, settings, compute)
@@ -356,8 +362,11 @@ def evaluate(ctx, models: list[str], request: EvalRequest, cache=None,
                                          "target": _target(request)}
             report["details"]["ppl"] = result["details"]
             cached_flags.append(cached)
-        if "bleu" in request.metrics or "rouge" in request.metrics:
+        if any(task in request.metrics for task in REF_TASKS):
             result, cached = runner.refs(model)
+            for task, metric in (("f1", "f1"), ("exact-match", "exact_match")):
+                if task in request.metrics:
+                    report["metrics"][metric] = result["metrics"][metric]
             if "bleu" in request.metrics:
                 report["metrics"]["bleu"] = result["metrics"]["bleu"]
                 report["metrics"]["bleu_signature"] = result["details"]["bleu_signature"]

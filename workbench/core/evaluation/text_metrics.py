@@ -87,3 +87,34 @@ def rouge(hypotheses: list[str], references: list[str]) -> dict[str, float]:
             totals[key] += scores[key].fmeasure
     count = max(1, len(hypotheses))
     return {key: value / count for key, value in totals.items()}
+
+
+# ---------------------------------------------------------------- SQuAD-style answer metrics
+
+_ARTICLES = {"a", "an", "the"}
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD normalisation: lower case, punctuation removed, articles a/an/the dropped, whitespace fixed."""
+    import string
+
+    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+    return " ".join(word for word in text.split() if word not in _ARTICLES)
+
+
+def exact_match(hypothesis: str, reference: str) -> float:
+    return float(normalize_answer(hypothesis) == normalize_answer(reference))
+
+
+def token_f1(hypothesis: str, reference: str) -> float:
+    """Harmonic mean of token precision and recall after normalisation (SQuAD's F1, 0-1)."""
+    from collections import Counter
+
+    hyp, ref = normalize_answer(hypothesis).split(), normalize_answer(reference).split()
+    if not hyp or not ref:
+        return float(hyp == ref)
+    common = sum((Counter(hyp) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(hyp), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
