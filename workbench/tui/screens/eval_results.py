@@ -10,8 +10,9 @@ from rich.text import Text
 from ...core.evaluation.samples import sample_warnings
 from ..format import number, percent
 
-SHOWN = ("perplexity", "bits_per_byte", "x_ratio", "bleu", "rouge1", "rouge2", "rougeL",
+SHOWN = ("perplexity", "bits_per_byte", "x_ratio", "bleu", "rouge1", "rouge2", "rougeL", "f1", "exact_match",
          "style_self_attribution")
+REF_METRICS = ("bleu", "f1", "exact_match")  # scored against a references file, like rouge*
 LOWER_IS_BETTER = ("perplexity", "bits_per_byte", "word_perplexity")
 SAMPLE_CHARS = 240  # of each generated text shown under the table
 
@@ -20,7 +21,7 @@ def target_of(result: dict, metric: str) -> str:
     settings = result.get("settings", {})
     if metric in LOWER_IS_BETTER:
         return settings.get("ppl", {}).get("target", "")
-    if metric.startswith("rouge") or metric == "bleu":
+    if metric.startswith("rouge") or metric in REF_METRICS:
         return f"refs:{settings.get('refs', {}).get('file', '')}"
     return ""
 
@@ -91,12 +92,15 @@ def samples_view(report: dict, key: str | None) -> Group:
                           f"{generation_line(result.get('generation'))}", style="dim"))
         for sample in result.get("samples", {}).get("x_ratio", []):
             parts.append(_sample(f"{percent(sample.get('ratio'))}", sample.get("text", "")))
-    elif metric.startswith("rouge") or metric == "bleu":
+    elif metric.startswith("rouge") or metric in REF_METRICS:
         refs = result.get("settings", {}).get("refs", {})
         parts.append(Text(generation_line(refs.get("generation")), style="dim"))
         for sample in result.get("samples", {}).get("refs", []):
             parts += [_sample("prompt", sample["prompt"]), _sample("  reference", sample["reference"]),
                       _sample("  model", sample["hypothesis"])]
+            if metric in ("f1", "exact_match") and "f1" in sample:
+                parts.append(Text(f"  token F1 {number(sample['f1'])}, exact match {number(sample['exact_match'])}",
+                                  style="dim"))
     elif metric == "style_self_attribution":
         style = report.get("style", {})
         parts.append(Text("share of this model's samples that the perplexities attribute to it"))

@@ -26,9 +26,11 @@ from .dialogs import FilePickerDialog
 from .eval_results import report_warnings, result_rows, samples_view
 
 METRICS = [("perplexity", "ppl"), ("x-token ratio", "x-ratio"), ("style attribution", "style"),
-           ("BLEU (needs refs)", "bleu"), ("ROUGE (needs refs)", "rouge")]
+           ("BLEU (needs refs)", "bleu"), ("ROUGE (needs refs)", "rouge"), ("token F1 (needs refs)", "f1"),
+           ("exact match (needs refs)", "exact-match")]
+REF_TASKS = ("bleu", "rouge", "f1", "exact-match")
 PROGRESS_EVERY_S = 0.1
-GENERATES = ("x-ratio", "style", "bleu", "rouge")
+GENERATES = ("x-ratio", "style") + REF_TASKS
 
 
 class EvalStage(Message):
@@ -187,8 +189,8 @@ class EvaluateScreen(WorkbenchScreen):
             raise WorkbenchError("tick at least one metric")
         if ("ppl" in metrics or "style" in metrics) and not data:
             raise WorkbenchError("perplexity and style need a dataset: tick one under Datasets")
-        if ("bleu" in metrics or "rouge" in metrics) and not refs:
-            raise WorkbenchError("BLEU and ROUGE need a references file (ctrl+o picks one)")
+        if any(task in metrics for task in REF_TASKS) and not refs:
+            raise WorkbenchError("BLEU, ROUGE, F1 and exact match need a references file (ctrl+o picks one)")
         if "style" in metrics and len(models) < 2:
             raise WorkbenchError("style attribution compares models: tick two or more")
         try:
