@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from workbench.server.process import ServeProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|endoftext|>\n{% endfor %}"
@@ -39,32 +37,9 @@ def workbench_env() -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-class ServerProcess:
-    """`workbench serve ... --port 0 --json` in its own process; .url once it listens, stderr kept in a file."""
+class ServerProcess(ServeProcess):
+    """The product's ServeProcess running this checkout, its log kept beside the workspace."""
 
-    def __init__(self, home: Path, models: list[str], *extra: str, timeout: float = 180):
-        self.log_path = home / f"serve-{time.monotonic_ns()}.log"
-        self._log = self.log_path.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "workbench.cli", "--home", str(home), "serve", *models, "--port", "0", "--json",
-             *extra], stdout=subprocess.PIPE, stderr=self._log, text=True, env=workbench_env())
-        line = self.proc.stdout.readline()
-        if not line:
-            self.stop()
-            raise RuntimeError(f"server did not start: {self.log()}")
-        self.url = json.loads(line)["url"]
-
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text()
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=timeout)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-            self._log.close()
+    def __init__(self, home: Path, models: list[str], *extra: str):
+        super().__init__(home, models, *extra, log_path=home / f"serve-{time.monotonic_ns()}.log",
+                         env=workbench_env())

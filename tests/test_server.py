@@ -113,7 +113,7 @@ def test_completions_equal_the_workbench_generate(client, served_home):
     ctx.registry.close()
 
 
-def test_concurrent_clients_all_get_their_own_greedy_reply(client):
+def test_concurrent_clients_all_get_their_own_greedy_reply(server, client):
     prompts = ["Alice", "Once upon a midnight dreary, while I pondered", "The Queen said", "Down the rabbit hole"]
     solo = [client.completions.create(model="tiny-neo", prompt=p, max_tokens=8, temperature=0).choices[0].text
             for p in prompts]
@@ -129,6 +129,8 @@ def test_concurrent_clients_all_get_their_own_greedy_reply(client):
     for thread in threads:
         thread.join()
     assert [results[i] for i in range(8)] == solo * 2
+    batches = [int(line.split("batch of ")[1].split()[0]) for line in server.log().splitlines() if "batch of" in line]
+    assert max(batches) > 1  # concurrent requests were decoded together
 
 
 @pytest.mark.parametrize("kwargs, status, param", [

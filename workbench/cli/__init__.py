@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "eval_cmds",
     "serve_cmds",
     "recipe_cmds",
+    "export_cmds",
 ]
 
 

@@ -129,6 +129,7 @@ class ServedModel:
                     batch.extend(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
                 except queue.Empty:
                     break
+            log.info("decoding a batch of %d sequences on %s", len(batch), self.name)
             try:
                 self._decoder.run(batch, should_abort=self._stopping.is_set)
             except Exception as error:  # noqa: BLE001 - reported to every request of the batch
