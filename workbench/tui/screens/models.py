@@ -61,6 +61,8 @@ class ModelsScreen(WorkbenchScreen):
         Binding("c", "chat", "Chat", tooltip="Chat with the selected model"),
         Binding("e", "evaluate", "Eval", tooltip="Evaluate the selected model"),
         Binding("f", "finetune", "Tune", tooltip="Fine-tune from the selected model"),
+        Binding("s", "serve", "Serve", show=False,
+                tooltip="Start or stop an OpenAI-compatible server for the selected model"),
     ]
 
     def compose_body(self) -> ComposeResult:
@@ -75,6 +77,7 @@ class ModelsScreen(WorkbenchScreen):
     def on_mount(self) -> None:
         table = self.query_one("#models-table", DataTable)
         table.add_columns("Name", "Params", "Arch", "Perplexity", "Parent", "Source", "Created")
+        self._servers: dict = {}  # model name -> ServeProcess started with the s key
         self.refresh_data()
         table.focus()
 
@@ -280,3 +283,28 @@ class ModelsScreen(WorkbenchScreen):
         name = self._need_selection()
         if name:
             await self.wb.open_finetune(name)
+
+    # ------------------------------------------------------------ serving (`workbench serve` as a child process)
+
+    def action_serve(self) -> None:
+        name = self._need_selection()
+        if not name:
+            return
+        if name in self._servers:
+            server = self._servers.pop(name)
+            self.run_in_thread("serve", server.stop, f"stopped serving '{name}'")
+            return
+        from ...server.process import ServeProcess
+
+        home = self.ctx.ws.home
+        self.notify(f"starting a server for '{name}'...")
+        self.run_in_thread("serve", lambda: (name, ServeProcess(home, [name])),
+                           lambda started: f"serving '{name}' at {started[1].url} (s stops)")
+
+    def operation_ended(self, group: str, ok: bool, data=None) -> None:
+        if group == "serve" and ok and isinstance(data, tuple):
+            self._servers[data[0]] = data[1]
+
+    def on_unmount(self) -> None:
+        for server in self._servers.values():
+            server.stop(timeout=5)
