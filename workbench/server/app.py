@@ -114,6 +114,7 @@ def serve(ctx, models: list[str], host: str = "127.0.0.1", port: int = 8000, api
     """Serve the registered `models` until SIGTERM / Ctrl-C. on_ready(url) runs once the port is open."""
     import uvicorn
 
+    from ..core.export.hf import quiet_torchao
     from ..core.models import quiet_transformers
 
     if not models:
@@ -124,6 +125,7 @@ def serve(ctx, models: list[str], host: str = "127.0.0.1", port: int = 8000, api
         warn(f"warning: serving on {host} without --api-key: anyone who can reach this machine can use it")
     _configure_logging()
     quiet_transformers()
+    quiet_torchao()  # transformers imports torchao (when installed) on every load; its CUDA-only warnings
     engine = Engine(ctx, models, device=device, dtype=dtype)
     config = uvicorn.Config(create_app(engine, api_key), host=host, port=port, log_level="warning",
                             access_log=False, lifespan="off", timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)

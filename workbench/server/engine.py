@@ -12,12 +12,14 @@ import logging
 import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .batching import BatchDecoder, SamplingParams, Sequence
 from .prompts import end_token_ids, has_chat_template, render_chat
 
-GATHER_SECONDS = 0.02
+GATHER_SECONDS = 0.02      # wait this long after the latest arrival for another one
+GATHER_MAX_SECONDS = 0.1   # but never longer than this before decoding
 MAX_BATCH_ROWS = 32
 log = logging.getLogger("workbench.server")
 
@@ -123,12 +125,15 @@ class ServedModel:
                 batch = list(self._queue.get(timeout=0.2))
             except queue.Empty:
                 continue
+            # Concurrent requests arrive a few ms apart: keep gathering while they keep coming (briefly).
+            latest = time.monotonic() + GATHER_MAX_SECONDS
             deadline = time.monotonic() + GATHER_SECONDS
             while len(batch) < MAX_BATCH_ROWS:
                 try:
-                    batch.extend(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                    batch.extend(self._queue.get(timeout=max(0.0, min(deadline, latest) - time.monotonic())))
                 except queue.Empty:
                     break
+                deadline = time.monotonic() + GATHER_SECONDS
             log.info("decoding a batch of %d sequences on %s", len(batch), self.name)
             try:
                 self._decoder.run(batch, should_abort=self._stopping.is_set)
@@ -154,6 +159,9 @@ class Engine:
         for name in names:
             ctx.registry.get_model(name)  # an unknown name fails here, before the port opens
         self.models = {name: ServedModel(ctx, name, device, dtype) for name in dict.fromkeys(names)}
+        # Prompt preparation (and the first load) runs here, off the event loop. Not anyio's pool: its idle
+        # workers keep a stopped server alive for 10 s.
+        self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="serve-prepare")
 
     def get(self, name: str) -> ServedModel | None:
         return self.models.get(name)
@@ -161,3 +169,4 @@ class Engine:
     def stop(self) -> None:
         for model in self.models.values():
             model.stop()
+        self.executor.shutdown(wait=False, cancel_futures=True)

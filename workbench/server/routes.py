@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from ..core.errors import WorkbenchError
@@ -57,9 +56,9 @@ def _served(engine: Engine, name: str) -> ServedModel:
     return served
 
 
-async def _prepare(call, *args):
+async def _prepare(engine: Engine, call, *args):
     try:
-        return await run_in_threadpool(call, *args)
+        return await asyncio.get_running_loop().run_in_executor(engine.executor, call, *args)
     except RequestError as error:
         raise APIError(400, error.message, error.param) from None
     except WorkbenchError as error:
@@ -158,7 +157,7 @@ def build_router(engine: Engine) -> APIRouter:
     @router.post("/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request):
         served = _served(engine, body.model)
-        prepared = await _prepare(served.prepare_chat, body.plain_messages(), body.token_limit())
+        prepared = await _prepare(engine, served.prepare_chat, body.plain_messages(), body.token_limit())
         _note(request, body.model, len(prepared.prompt_ids))
         relay = Relay(asyncio.get_running_loop())
         served.submit(prepared, _params(body), body.n, relay.emitter(0), relay.cancelled)
@@ -187,7 +186,7 @@ def build_router(engine: Engine) -> APIRouter:
     async def completions(body: CompletionRequest, request: Request):
         served = _served(engine, body.model)
         prompts = body.prompts()
-        prepared = [await _prepare(served.prepare_completion, p, body.max_tokens) for p in prompts]
+        prepared = [await _prepare(engine, served.prepare_completion, p, body.max_tokens) for p in prompts]
         prompt_tokens = sum(len(p.prompt_ids) for p in prepared)
         _note(request, body.model, prompt_tokens)
         relay = Relay(asyncio.get_running_loop())

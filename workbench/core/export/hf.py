@@ -95,9 +95,10 @@ def export_int8(registry, record, staging: Path, text: str) -> dict:
     try:
         from torchao.quantization import Int8WeightOnlyConfig
     except ImportError:
-        raise WorkbenchError("--format int8 needs torchao (pip install torchao)") from None
+        raise WorkbenchError("--format int8 needs torchao (pip install 'workbench[export]')") from None
     model, tokenizer, source_folder = load_source(registry, record, "bf16")
-    bf16_bytes = sum(t.numel() * 2 for t in model.state_dict().values())  # what a bf16 export stores
+    unique = {t.data_ptr(): t for t in model.state_dict().values()}  # a tied head is stored once
+    bf16_bytes = sum(t.numel() * 2 for t in unique.values())  # what a bf16 export stores
     bf16_ppl = perplexity_of(model, tokenizer, text)
     merged = staging / ".bf16-source"
     save_folder(model, tokenizer, Path(record.path), merged)

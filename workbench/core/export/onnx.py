@@ -17,8 +17,13 @@ ONNX_FILE = "model.onnx"
 
 
 def export_onnx(registry, record, staging: Path, text: str) -> dict:
+    import importlib.util
+
     import torch
 
+    missing = [name for name in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise WorkbenchError(f"--format onnx needs {', '.join(missing)} (pip install 'workbench[export]')")
     model, tokenizer, source_folder = load_source(registry, record, "fp32")
 
     class LogitsOnly(torch.nn.Module):
