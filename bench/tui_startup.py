@@ -50,6 +50,7 @@ async def pilot(pilot):
         await pilot.pause(0.005)
     def painted():
         result["first_paint_s"] = time.time() - spawned
+        result["cpu_s"] = time.process_time()  # this process's CPU seconds: barely moved by other load
         result["torch"] = "torch" in sys.modules
         pilot.app.exit()
     pilot.app.screen.call_after_refresh(painted)
@@ -93,11 +94,14 @@ def main() -> int:
                         ("workbench", "workbench app (Models screen, registry read)")):
         times = [r["first_paint_s"] for r in results[kind]]
         medians[kind] = statistics.median(times)
+        cpu = statistics.median(r["cpu_s"] for r in results[kind])
         torch = any(r["torch"] for r in results[kind])
         print(f"  {label:<46} {medians[kind] * 1000:7.0f} ms  (min {min(times) * 1000:.0f}, "
-              f"max {max(times) * 1000:.0f}; torch imported: {'yes' if torch else 'no'})")
-    print(f"  difference: {(medians['workbench'] - medians['bare']) * 1000:+.0f} ms; target: workbench < 1000 ms")
-    return 0 if medians["workbench"] < 1.0 else 1
+              f"max {max(times) * 1000:.0f}; CPU {cpu * 1000:.0f} ms; torch imported: {'yes' if torch else 'no'})")
+    print(f"  difference: {(medians['workbench'] - medians['bare']) * 1000:+.0f} ms, ratio "
+          f"{medians['workbench'] / medians['bare']:.2f}x; target: workbench < 500 ms on a quiet machine")
+    print(f"  load average now: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (wall times grow with it)")
+    return 0 if medians["workbench"] < 0.5 else 1
 
 
 if __name__ == "__main__":

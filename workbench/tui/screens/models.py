@@ -16,7 +16,6 @@ from ...core.errors import WorkbenchError
 from ..format import human_count, number, when
 from ..widgets.tables import refill, selected_key
 from .base import WorkbenchScreen
-from .dialogs import ConfirmDialog, FormDialog, FormField
 
 PERPLEXITY_METRICS = ("perplexity", "ppl")
 STARTER_NOTE = ("Preparing the starter models for this new workspace (about a minute the first time)... "
@@ -172,6 +171,7 @@ class ModelsScreen(WorkbenchScreen):
         return name
 
     def action_new(self) -> None:
+        from .dialogs import FormDialog, FormField  # dialogs load on first use, not at first paint
         from ...core.models import ARCHITECTURES, STARTER_SHAPE
 
         fields = [
@@ -205,6 +205,8 @@ class ModelsScreen(WorkbenchScreen):
             lambda r: f"created '{r.name}' ({r.arch}, {r.params:,} parameters)", changed="models")
 
     def action_import_model(self) -> None:
+        from .dialogs import FormDialog, FormField
+
         fields = [
             FormField("name", "Name", placeholder="a new name", check=_check_name),
             FormField("source", "Folder or hub id", placeholder="a folder path or a hub id"),
@@ -232,6 +234,8 @@ class ModelsScreen(WorkbenchScreen):
             lambda result: f"registered '{result[0].name}': {result[1]}", changed="models")
 
     def action_rename(self) -> None:
+        from .dialogs import FormDialog, FormField
+
         name = self._need_selection()
         if not name:
             return
@@ -253,6 +257,8 @@ class ModelsScreen(WorkbenchScreen):
         self.app.push_screen(FormDialog("Rename model", fields, validate, "Rename"), done)
 
     def action_delete(self) -> None:
+        from .dialogs import ConfirmDialog
+
         name = self._need_selection()
         if not name:
             return
