@@ -52,8 +52,18 @@ SCREENS = {
 }
 
 
+async def settled(pilot) -> None:
+    """Workers done and the messages they and the first mount posted (focus moves, selects) handled."""
+    await pilot.app.workers.wait_for_complete()
+    for text_input in pilot.app.screen.query("Input"):
+        text_input.cursor_blink = False  # a steady cursor: the picture never depends on the blink phase
+    await pilot.pause()
+    await pilot.pause()
+
+
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("screen", SCREENS)
 def test_screen(snap_home, snap_compare, screen, size):
     mode, keys = SCREENS[screen]
-    assert snap_compare(WorkbenchApp(snap_home, start_mode=mode), terminal_size=SIZES[size], press=keys)
+    assert snap_compare(WorkbenchApp(snap_home, start_mode=mode), terminal_size=SIZES[size], press=keys,
+                        run_before=settled)
