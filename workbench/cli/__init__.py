@@ -52,16 +52,57 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args) or 0
     except WorkbenchError as error:
-        print(f"workbench: error: {error}", file=sys.stderr)
-        return 1
+        return user_error(args, str(error))
+    except OSError as error:  # the disk or the file system, not a bug: one line, whatever the layer
+        if isinstance(error, BrokenPipeError):
+            return broken_pipe()
+        return user_error(args, os_error_line(args, error))
+    except Exception as error:  # torch / safetensors writers on a full disk; anything else is a bug
+        from ..core.faults import disk_fault
+
+        fault = disk_fault(error, workspace_home(args))
+        if fault is None:
+            raise
+        return user_error(args, str(fault))
     except KeyboardInterrupt:
         print("workbench: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # The reader went away (`workbench ... | head`): stop quietly, as Unix tools do.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 141
+
+
+def broken_pipe() -> int:
+    # The reader went away (`workbench ... | head`): stop quietly, as Unix tools do.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
+
+
+def user_error(args: argparse.Namespace, message: str) -> int:
+    """One line on stderr, exit 1; with --json also {"error": ...} on stdout for scripts."""
+    print(f"workbench: error: {message}", file=sys.stderr)
+    if getattr(args, "json", False):
+        import json
+
+        try:
+            print(json.dumps({"error": message}, ensure_ascii=False))
+        except BrokenPipeError:
+            pass
+    return 1
+
+
+def workspace_home(args: argparse.Namespace):
+    from ..core.workspace import Workspace
+
+    return Workspace.resolve(getattr(args, "home", None)).home
+
+
+def os_error_line(args: argparse.Namespace, error: OSError) -> str:
+    from ..core.faults import disk_fault
+
+    fault = disk_fault(error, workspace_home(args))
+    if fault is not None:
+        return str(fault)
+    where = f": {error.filename}" if error.filename else ""
+    return f"{error.strerror or error}{where}"
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from pathlib import Path
 from .context import open_workspace
 from .errors import WorkbenchError
 from .jobs import (HEARTBEAT_S, RUNNER_MODULE, JobFiles, MetricSink, checkpoint_step, hostname, latest_checkpoint,
-                   read_spec, refresh_statuses, stale_after)
+                   read_spec, refresh_statuses, stale_after, take_runner_lock)
 from .registry import now_iso
 
 ERROR_LINES = 12  # lines of traceback kept in the job's error summary
@@ -41,7 +41,7 @@ class Heartbeat(threading.Thread):
 
     def beat(self) -> None:
         try:
-            self.registry.update_job(self.job_id, heartbeat_at=time.time())
+            self.registry.update_job(self.job_id, heartbeat_at=time.time(), heartbeat_mono=time.monotonic())
         except Exception as error:  # a busy moment must not kill the job; the next beat retries
             print(f"heartbeat: {error}", file=sys.stderr, flush=True)
 
@@ -86,7 +86,7 @@ def run_training(ctx, job_id: int, resume: bool, should_stop) -> dict:
                        job_id=job_id, progress=False)
     finally:
         if sink is not None:
-            sink.flush()
+            sink.flush(final=True)
     summary = {"model": result.model.name if result.model else None, "steps_done": result.steps_done,
                "final_train_loss": result.final_train_loss, "final_val_loss": result.final_val_loss,
                "stopped": result.stopped, "last_checkpoint": result.last_checkpoint}
@@ -203,10 +203,16 @@ def supervise(args) -> int:
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
 
+    # One live runner per job: held until this process ends. A second runner (a resume while this one
+    # lives) leaves without touching the job.
+    if take_runner_lock(files) is None:
+        print(f"job {job_id} already has a live runner; this one leaves it alone", file=sys.stderr, flush=True)
+        return 0
     spec = read_spec(ctx, job_id)
     launch = spec.get("launch", {})
     me = {"pid": os.getpid(), "host": hostname()}
-    if not registry.set_job_status_if(job_id, ["queued"], heartbeat_at=time.time(), **me):
+    if not registry.set_job_status_if(job_id, ["queued"], heartbeat_at=time.time(),
+                                      heartbeat_mono=time.monotonic(), **me):
         print(f"job {job_id} is no longer queued ({registry.get_job(job_id).status}); nothing to do",
               file=sys.stderr)
         return 0
@@ -250,7 +256,8 @@ def wait_for_slot(ctx, job_id: int, device: str, limit: int, stop, me: dict) -> 
             refresh_statuses(ctx)  # a dead job must not hold a slot forever
             last_refresh = time.monotonic()
         outcome = registry.claim_job_slot(job_id, me["host"], device, limit, time.time() - stale_after(),
-                                          started_at=now_iso(), pid=me["pid"], heartbeat_at=time.time())
+                                          started_at=now_iso(), pid=me["pid"], heartbeat_at=time.time(),
+                                          heartbeat_mono=time.monotonic())
         if outcome == "claimed":
             return True
         if outcome == "gone":

@@ -10,10 +10,13 @@ written by rank 0 in short batched transactions. Files beside it, in jobs/<id>/:
     log.jsonl       every metric row as written
     checkpoints/    step-N/ folders from the training loop (complete ones carry a COMPLETE marker)
     STOP            written by `cancel`: the loop checkpoints and stops at its next step
+    runner.lock     flock'ed by the job's live runner for its whole life: one runner per job
     result.json     what the training run returned (written by rank 0)
 
 Status: queued -> running -> completed | failed | cancelled | interrupted. "interrupted" is set from the
-outside (refresh_statuses) when a job's process is gone or its heartbeat is stale. failed, cancelled and
+outside (refresh_statuses) when a job's process is gone, or its heartbeat is stale (by the monotonic
+clock on the same host) and its runner no longer holds runner.lock: a stalled but living runner (a
+suspended VM, an I/O stall) is never declared dead, and a resume is refused while it lives. failed, cancelled and
 interrupted jobs resume from their last complete checkpoint. A cancelled job's model so far is
 registered on request (`register_job_model`, `workbench jobs register ID`), never automatically, so
 the registry only holds models someone asked for.
@@ -23,6 +26,7 @@ Cheap to import: no torch here (the runner imports it).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -78,7 +82,8 @@ class JobFiles:
 
     def __getattr__(self, name: str) -> Path:
         names = {"spec": "job.json", "stdout": "stdout.log", "log": "log.jsonl", "stop": "STOP",
-                 "result": "result.json", "error": "error.json", "checkpoints": "checkpoints"}
+                 "result": "result.json", "error": "error.json", "checkpoints": "checkpoints",
+                 "lock": "runner.lock"}
         if name not in names:
             raise AttributeError(name)
         return self.dir / names[name]
@@ -179,6 +184,40 @@ def _spawn(ctx, job_id: int, resume: bool) -> None:
 # ---------------------------------------------------------------- liveness
 
 
+def take_runner_lock(files: JobFiles, wait_s: float = 10.0) -> int | None:
+    """The runner's flock on jobs/<id>/runner.lock, held until its process ends (the kernel drops it
+    then, however it ends). Returns the descriptor, or None while another process holds it. Waits a
+    little: a status check may hold it shared for an instant."""
+    fd = os.open(files.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.05)
+
+
+def runner_alive(ctx, job_id: int) -> bool:
+    """Whether a runner holds the job's lock (it is alive, however long it has stalled)."""
+    try:
+        fd = os.open(JobFiles(ctx, job_id).lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+
 def pid_alive(pid: int | None) -> bool:
     """Whether `pid` is a live job runner on this machine (a zombie or a reused pid is not)."""
     if not pid:
@@ -216,11 +255,17 @@ def refresh_statuses(ctx, stale_s: float | None = None) -> list[JobRecord]:
     `stale_s` (default $WORKBENCH_JOB_STALE_S or 30 s) as "interrupted", with their last complete
     checkpoint. Returns the jobs it changed."""
     stale_s = stale_after() if stale_s is None else stale_s
-    here, now, changed = hostname(), time.time(), []
+    here, now, mono, changed = hostname(), time.time(), time.monotonic(), []
     for job in ctx.registry.list_jobs(ACTIVE_JOB_STATUSES):
+        local = job.host in (None, here)
+        if local and runner_alive(ctx, job.id):
+            continue  # its runner lives: slow is not dead
         reason = None
-        if job.pid and job.host == here and not pid_alive(job.pid):
+        if job.pid and local and not pid_alive(job.pid):
             reason = f"its process {job.pid} is gone"
+        elif local and job.heartbeat_mono is not None and 0 <= job.heartbeat_mono <= mono:
+            if mono - job.heartbeat_mono > stale_s:  # the monotonic clock: immune to clock jumps
+                reason = f"no heartbeat for {mono - job.heartbeat_mono:.0f} s"
         elif job.heartbeat_at is not None and now - job.heartbeat_at > stale_s:
             reason = f"no heartbeat for {now - job.heartbeat_at:.0f} s"
         elif job.pid is None and job.heartbeat_at is None and _age_s(job.created_at) > stale_s:
@@ -373,6 +418,9 @@ def resume_job(ctx, job_id: int) -> JobRecord:
         raise WorkbenchError(f"job {job_id} is {job.status}; only failed, cancelled or interrupted "
                              f"jobs resume ({hint})")
     read_spec(ctx, job_id)
+    if job.host in (None, hostname()) and runner_alive(ctx, job_id):
+        raise WorkbenchError(f"job {job_id}'s runner (pid {job.pid}) is still alive, though its heartbeat "
+                             f"stalled; wait for it (`workbench jobs wait {job_id}`) or cancel it")
     if ctx.registry.find_model(job.out_model):
         raise WorkbenchError(f"a model named '{job.out_model}' is already registered; a resumed job "
                              "would register its result under that name")
@@ -384,10 +432,30 @@ def resume_job(ctx, job_id: int) -> JobRecord:
                                           last_checkpoint=checkpoint):
         raise WorkbenchError(f"job {job_id} changed while resuming it; look again with `workbench jobs show`")
     ctx.registry.delete_metrics_after(job_id, checkpoint_step(checkpoint) or 0)
+    drop_log_rows_after(files.log, checkpoint_step(checkpoint) or 0)
     for stale in (files.stop, files.result, files.error):
         stale.unlink(missing_ok=True)
     _spawn(ctx, job_id, resume=checkpoint is not None)
     return ctx.registry.get_job(job_id)
+
+
+def drop_log_rows_after(log: Path, step: int) -> None:
+    """Keep log.jsonl's rows up to `step`: the resumed run writes the later ones again."""
+    if not log.exists():
+        return
+    kept = [line for line in log.read_text(errors="replace").splitlines(keepends=True)
+            if _log_step(line) <= step]
+    staging = log.with_name(f".{log.name}.{os.getpid()}")
+    staging.write_text("".join(kept))
+    staging.replace(log)
+
+
+def _log_step(line: str) -> float:
+    try:
+        step = json.loads(line).get("step")
+    except (ValueError, AttributeError):
+        return float("inf")  # a torn last line from a kill: dropped
+    return step if isinstance(step, (int, float)) else 0
 
 
 def register_job_model(ctx, job_id: int, name: str | None = None) -> ModelRecord:
@@ -419,8 +487,9 @@ class MetricSink:
     so every row up to the last complete checkpoint is stored even if the job is then killed."""
 
     def __init__(self, registry: Registry, job_id: int, log_path: Path | None, interval: float = 0.5,
-                 max_rows: int = 256, save_every: int = 0):
+                 max_rows: int = 256, save_every: int = 0, timeout_ms: int = 5_000):
         self.registry, self.job_id, self.log_path = registry, int(job_id), log_path
+        self.timeout_ms = timeout_ms  # how long one flush waits on a busy registry before buffering
         self.interval, self.max_rows, self.save_every = interval, max_rows, save_every
         self._rows: list[dict] = []
         self._lock = threading.Lock()
@@ -441,18 +510,32 @@ class MetricSink:
         if due:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, final: bool = False) -> None:
+        """Store the buffered rows. A registry that stays locked (or busy past a short wait) keeps
+        them buffered for the next flush instead of failing the job; the final flush waits longer."""
         with self._lock:
-            rows, self._rows = self._rows, []
             self._last_flush = time.monotonic()
-            step = self.step
-            if not rows:
+            if not self._rows:
                 return
-            if self.log_path is not None:
+            rows, step = list(self._rows), self.step
+            attempts = 6 if final else 1
+            for attempt in range(attempts):
+                try:
+                    self.registry.add_metrics(self.job_id, rows, job_step=step, timeout_ms=self.timeout_ms)
+                    break
+                except WorkbenchError as error:
+                    if "locked" not in str(error) and "busy" not in str(error):
+                        raise
+                    if attempt == attempts - 1:
+                        print(f"metrics: registry busy, {len(rows)} row(s) kept for the next flush",
+                              file=sys.stderr, flush=True)
+                        return
+                    time.sleep(0.5 * (attempt + 1))
+            self._rows = self._rows[len(rows):]
+            if self.log_path is not None:  # after the registry took them: each row once in both
                 with open(self.log_path, "a") as log:
                     for row in rows:
                         log.write(json.dumps({"time": round(time.time(), 3), **row}) + "\n")
-            self.registry.add_metrics(self.job_id, rows, job_step=step)
 
 
 def _plain(value: Any) -> Any:

@@ -2,227 +2,37 @@
 
 One file (workbench.db) in WAL mode so readers (the app, `jobs logs --follow`) never block the writer (a
 training job). Every write is a short transaction; the busy timeout makes concurrent writers wait instead
-of failing with "database is locked". The schema version lives in PRAGMA user_version and grows through
-the ordered MIGRATIONS below.
+of failing with "database is locked". Opening only reads unless a migration is due (then it backs the
+file up first). Paths are stored relative to the workspace (see paths.py). Every SQLite failure reaches
+the caller as one WorkbenchError line naming the file (see opening.py).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from .errors import WorkbenchError
-from .sqlite_import import import_sqlite_utils
+from ..errors import WorkbenchError
+from ..sqlite_import import import_sqlite_utils
+from . import opening
+from .migrations import MIGRATIONS, SCHEMA_VERSION
+from .paths import from_stored, to_stored
+from .records import (DatasetRecord, EvaluationRecord, JobRecord, MetricRecord, ModelRecord, R,
+                      SessionRecord, from_row, now_iso, to_row)
 
 sqlite_utils = import_sqlite_utils()
 
 BUSY_TIMEOUT_MS = 30_000
-
-JOB_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
-ACTIVE_JOB_STATUSES = ("queued", "running")
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-# ---------------------------------------------------------------- records
-
-
-@dataclass
-class ModelRecord:
-    name: str
-    path: str
-    arch: str
-    params: int
-    context_length: int
-    source: str  # created | imported | fine-tuned
-    parent: str | None = None
-    job_id: int | None = None
-    dataset: str | None = None
-    created_at: str = field(default_factory=now_iso)
-    sha256: str | None = None
-    adapter: bool = False  # a PEFT adapter folder whose base is `parent`
-    referenced: bool = False  # registered in place (not copied into models/)
-    meta: dict = field(default_factory=dict)
-
-
-@dataclass
-class DatasetRecord:
-    name: str
-    kind: str  # text | instructions
-    path: str
-    chars: int
-    tokens: int
-    sha256: str
-    splits: dict = field(default_factory=dict)  # {"train": n, "val": n, "test": n} (tokens or records)
-    seed: int = 0
-    source: str | None = None
-    created_at: str = field(default_factory=now_iso)
-
-
-@dataclass
-class JobRecord:
-    id: int
-    status: str
-    base_model: str
-    out_model: str
-    dataset: str | None = None
-    config: dict = field(default_factory=dict)
-    pid: int | None = None
-    host: str | None = None
-    created_at: str = field(default_factory=now_iso)
-    started_at: str | None = None
-    ended_at: str | None = None
-    step: int = 0
-    total_steps: int = 0
-    last_checkpoint: str | None = None
-    error: str | None = None
-    heartbeat_at: float | None = None  # unix time, for staleness checks
-    device: str | None = None  # device the job holds (cpu, cuda:0, ...): the queue's slot key
-
-
-@dataclass
-class MetricRecord:
-    id: int
-    job_id: int
-    step: int
-    split: str  # train | val
-    loss: float
-    lr: float | None = None
-    grad_norm: float | None = None
-    tokens_per_s: float | None = None
-    created_at: float | None = None
-
-
-@dataclass
-class EvaluationRecord:
-    id: int
-    model: str
-    metric: str
-    value: float
-    target: str | None = None  # dataset name, file or refs the metric was computed on
-    settings: dict = field(default_factory=dict)
-    model_sha256: str | None = None
-    data_sha256: str | None = None
-    cache_key: str | None = None
-    created_at: str = field(default_factory=now_iso)
-    details: dict = field(default_factory=dict)
-
-
-@dataclass
-class SessionRecord:
-    id: str
-    kind: str  # chat | dialogue
-    models: list = field(default_factory=list)
-    path: str = ""
-    title: str = ""
-    turns: int = 0
-    created_at: str = field(default_factory=now_iso)
-    updated_at: str = field(default_factory=now_iso)
-
-
-R = TypeVar("R")
-
-# Columns stored as JSON text and the python types they decode to.
-_JSON_COLUMNS = {"meta", "splits", "config", "settings", "details", "models"}
-_BOOL_COLUMNS = {"adapter", "referenced"}
-
-
-def _to_row(record: Any) -> dict:
-    row = asdict(record)
-    for key in _JSON_COLUMNS & row.keys():
-        row[key] = json.dumps(row[key])
-    for key in _BOOL_COLUMNS & row.keys():
-        row[key] = int(row[key])
-    return row
-
-
-def _from_row(cls: type[R], row: dict) -> R:
-    names = {f.name for f in fields(cls)}
-    values = {k: v for k, v in row.items() if k in names}
-    for key in _JSON_COLUMNS & values.keys():
-        values[key] = json.loads(values[key]) if values[key] else ({} if key != "models" else [])
-    for key in _BOOL_COLUMNS & values.keys():
-        values[key] = bool(values[key])
-    return cls(**values)
-
-
-# ---------------------------------------------------------------- migrations
-
-
-def _m1_initial(db: sqlite_utils.Database) -> None:
-    db["models"].create(
-        {
-            "name": str, "path": str, "arch": str, "params": int, "context_length": int, "source": str,
-            "parent": str, "job_id": int, "dataset": str, "created_at": str, "sha256": str,
-            "adapter": int, "referenced": int, "meta": str,
-        },
-        pk="name",
-    )
-    db["datasets"].create(
-        {
-            "name": str, "kind": str, "path": str, "chars": int, "tokens": int, "sha256": str,
-            "splits": str, "seed": int, "source": str, "created_at": str,
-        },
-        pk="name",
-    )
-    db["jobs"].create(
-        {
-            "id": int, "status": str, "base_model": str, "out_model": str, "dataset": str, "config": str,
-            "pid": int, "host": str, "created_at": str, "started_at": str, "ended_at": str, "step": int,
-            "total_steps": int, "last_checkpoint": str, "error": str, "heartbeat_at": float,
-        },
-        pk="id",
-    )
-    db["metrics"].create(
-        {
-            "id": int, "job_id": int, "step": int, "split": str, "loss": float, "lr": float,
-            "grad_norm": float, "tokens_per_s": float, "created_at": float,
-        },
-        pk="id",
-    )
-    db["metrics"].create_index(["job_id", "id"])
-    db["evaluations"].create(
-        {
-            "id": int, "model": str, "metric": str, "value": float, "target": str, "settings": str,
-            "model_sha256": str, "data_sha256": str, "cache_key": str, "created_at": str, "details": str,
-        },
-        pk="id",
-    )
-    db["evaluations"].create_index(["cache_key"])
-    db["evaluations"].create_index(["model"])
-    db["sessions"].create(
-        {
-            "id": str, "kind": str, "models": str, "path": str, "title": str, "turns": int,
-            "created_at": str, "updated_at": str,
-        },
-        pk="id",
-    )
-
-
-def _m2_job_status_index(db: sqlite_utils.Database) -> None:
-    db["jobs"].create_index(["status"])
-
-
-# Ordered: migration i brings the schema from version i to i+1. Never edit a released one; append.
-def _m3_job_device(db: sqlite_utils.Database) -> None:
-    db["jobs"].add_column("device", str)
-
-
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial, _m2_job_status_index, _m3_job_device]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-# ---------------------------------------------------------------- the registry
+# Record fields holding a path, per record type (stored relative to the workspace).
+_PATH_FIELDS = {ModelRecord: "path", DatasetRecord: "path", SessionRecord: "path", JobRecord: "last_checkpoint"}
 
 
 class Registry:
@@ -230,15 +40,43 @@ class Registry:
 
     def __init__(self, path: str | Path, migrate: bool = True):
         self.path = Path(path)
-        conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self._retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        self.db = sqlite_utils.Database(conn, execute_plugins=False)  # no plugins: skips a 0.1-0.3 s entry-point scan
+        self.home = Path(os.path.abspath(self.path.parent))
         self._lock = threading.RLock()
+        # Set when the workspace cannot be written (a read-only mount, a full disk): reads still work,
+        # every write fails with this line.
+        self.readonly_reason: str | None = None
+        opening.check_file(self.path)
+        problem = opening.disk_problem(self.home)
+        if problem and problem.endswith("read-only") and self.path.exists():
+            self.readonly_reason = problem
+        try:
+            self._open(immutable=self.readonly_reason is not None)
+        except sqlite3.Error as error:
+            problem = opening.disk_problem(self.home)
+            if problem is None or not self.path.exists() or self.path.stat().st_size == 0:
+                raise opening.user_error(error, self.path) from None
+            self.readonly_reason = problem  # a full disk cannot even hold SQLite's -shm file: read only
+            try:
+                self._open(immutable=True)
+            except sqlite3.Error as again:
+                raise opening.user_error(again, self.path) from None
         if migrate:
             self.migrate()
+
+    def _open(self, immutable: bool) -> None:
+        conn = opening.connect(self.path, BUSY_TIMEOUT_MS / 1000, immutable=immutable)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # parses the file: fails here if damaged
+            if not immutable and conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                # Switching to WAL writes the header: only for a new file or one in another mode.
+                self._retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except BaseException:
+            conn.close()
+            raise
+        self.db = sqlite_utils.Database(conn, execute_plugins=False)  # no plugins: skips a 0.1-0.3 s entry-point scan
 
     @staticmethod
     def _retry_locked(action: Callable[[], Any], attempts: int = 50) -> Any:
@@ -262,54 +100,110 @@ class Registry:
         return self.db.execute("PRAGMA user_version").fetchone()[0]
 
     def migrate(self) -> int:
-        """Apply pending migrations, each in its own transaction. Returns the resulting version."""
+        """Apply pending migrations, each in its own transaction, after backing the file up. Returns
+        the resulting version. Takes no write lock when the schema is current."""
         with self._lock:
+            version = self._read(lambda: self.schema_version)
+            self._check_not_newer(version)
+            if version == SCHEMA_VERSION:
+                return version
+            if self.readonly_reason:
+                raise WorkbenchError(f"{self.path} needs a schema upgrade (version {version} to "
+                                     f"{SCHEMA_VERSION}), but {self.readonly_reason}")
+            if version > 0:
+                self._write(lambda: opening.backup(self.db.conn, self.path, version))
             while True:
                 conn = self.db.conn
-                conn.execute("BEGIN IMMEDIATE")  # one migrator at a time across processes
                 try:
+                    conn.execute("BEGIN IMMEDIATE")  # one migrator at a time across processes
                     version = self.schema_version
-                    if version > SCHEMA_VERSION:
-                        raise WorkbenchError(
-                            f"{self.path} has schema version {version}, newer than this workbench "
-                            f"({SCHEMA_VERSION}); upgrade workbench."
-                        )
+                    self._check_not_newer(version)
                     if version == SCHEMA_VERSION:
                         conn.execute("COMMIT")
                         return version
                     MIGRATIONS[version](self.db)
                     conn.execute(f"PRAGMA user_version = {version + 1}")
                     conn.execute("COMMIT")
-                except BaseException:
+                except BaseException as error:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
+                    if isinstance(error, sqlite3.Error):
+                        raise opening.user_error(error, self.path) from None
                     raise
 
+    def _check_not_newer(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise WorkbenchError(f"{self.path} has schema version {version}, newer than this workbench "
+                                 f"({SCHEMA_VERSION}); upgrade workbench.")
+
+    def _read(self, action: Callable[[], Any]) -> Any:
+        """Run `action`; an SQLite failure (but a constraint) becomes one line naming the file."""
+        try:
+            return action()
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as error:
+            raise opening.user_error(error, self.path) from None
+
+    _write = _read
+
     @contextmanager
-    def transaction(self) -> Iterator[sqlite_utils.Database]:
-        """A short write transaction (BEGIN IMMEDIATE waits on the busy timeout, then commits)."""
+    def transaction(self, timeout_ms: int | None = None) -> Iterator[sqlite_utils.Database]:
+        """A short write transaction (BEGIN IMMEDIATE waits on the busy timeout, or `timeout_ms`, then
+        commits)."""
+        if self.readonly_reason:
+            raise WorkbenchError(f"{self.readonly_reason}; list and show commands work, changes cannot "
+                                 "be saved")
         with self._lock:
             conn = self.db.conn
-            conn.execute("BEGIN IMMEDIATE")
+            if timeout_ms is not None:
+                conn.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
             try:
-                yield self.db
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                self._write(lambda: conn.execute("BEGIN IMMEDIATE"))
+                try:
+                    yield self.db
+                    self._write(lambda: conn.execute("COMMIT"))
+                except BaseException as error:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    if isinstance(error, sqlite3.Error) and not isinstance(error, sqlite3.IntegrityError):
+                        raise opening.user_error(error, self.path) from None
+                    raise
+            finally:
+                if timeout_ms is not None:
+                    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+    # ------------------------------------------------------------ paths
+
+    def _stored(self, path: Any) -> Any:
+        return to_stored(self.home, path)
+
+    def _loaded(self, record: R) -> R:
+        name = _PATH_FIELDS.get(type(record))
+        if name:
+            setattr(record, name, from_stored(self.home, getattr(record, name)))
+        return record
+
+    def _row(self, record: Any) -> dict:
+        row = to_row(record)
+        name = _PATH_FIELDS.get(type(record))
+        if name:
+            row[name] = self._stored(row[name])
+        return row
 
     def _select(self, cls: type[R], table: str, where: str | None = None, args: Iterable = (),
                 order_by: str | None = None, limit: int | None = None) -> list[R]:
         with self._lock:
-            rows = self.db[table].rows_where(where, list(args), order_by=order_by, limit=limit)
-            return [_from_row(cls, row) for row in rows]
+            rows = self._read(lambda: list(self.db[table].rows_where(where, list(args), order_by=order_by,
+                                                                      limit=limit)))
+            return [self._loaded(from_row(cls, row)) for row in rows]
 
     # ------------------------------------------------------------ models
 
     def add_model(self, record: ModelRecord) -> ModelRecord:
         try:
             with self.transaction() as db:
-                db["models"].insert(_to_row(record))
+                db["models"].insert(self._row(record))
         except sqlite3.IntegrityError:
             raise WorkbenchError(f"a model named '{record.name}' is already registered") from None
         return record
@@ -332,24 +226,38 @@ class Registry:
         for key, value in changes.items():
             setattr(record, key, value)
         with self.transaction() as db:
-            db["models"].update(name, _to_row(record))
+            db["models"].update(name, self._row(record))
         return record
 
-    def rename_model(self, old: str, new: str, new_path: str) -> ModelRecord:
-        record = self.get_model(old)
-        if self.find_model(new):
-            raise WorkbenchError(f"a model named '{new}' is already registered")
+    def rename_model(self, old: str, new: str, new_path: str,
+                     move: Callable[[], Any] | None = None) -> ModelRecord:
+        """Rename a model's rows. `move` (the folder rename) runs inside the write transaction after
+        the checks, so of two renames at once exactly one moves the folder and the other is refused."""
         with self.transaction() as db:
-            db.execute("UPDATE models SET name = ?, path = ? WHERE name = ?", [new, new_path, old])
+            record = self.get_model(old)
+            if self.find_model(new):
+                raise WorkbenchError(f"a model named '{new}' is already registered")
+            self._refuse_if_training_from(old, "rename")
+            if move is not None:
+                move()
+            db.execute("UPDATE models SET name = ?, path = ? WHERE name = ?", [new, self._stored(new_path), old])
             db.execute("UPDATE models SET parent = ? WHERE parent = ?", [new, old])
             db.execute("UPDATE evaluations SET model = ? WHERE model = ?", [new, old])
         record.name, record.path = new, new_path
         return record
 
     def remove_model(self, name: str) -> None:
-        self.get_model(name)
         with self.transaction() as db:
+            self.get_model(name)
+            self._refuse_if_training_from(name, "remove")
             db["models"].delete(name)
+
+    def _refuse_if_training_from(self, name: str, action: str) -> None:
+        busy = [row[0] for row in self.db.execute(
+            "SELECT id FROM jobs WHERE base_model = ? AND status IN ('queued', 'running') ORDER BY id", [name])]
+        if busy:
+            raise WorkbenchError(f"cannot {action} '{name}': queued or running job(s) "
+                                 f"{', '.join(map(str, busy))} train from it; cancel them or wait for them")
 
     def children_of(self, name: str) -> list[ModelRecord]:
         return self._select(ModelRecord, "models", "parent = ?", [name], order_by="created_at")
@@ -359,7 +267,7 @@ class Registry:
     def add_dataset(self, record: DatasetRecord) -> DatasetRecord:
         try:
             with self.transaction() as db:
-                db["datasets"].insert(_to_row(record))
+                db["datasets"].insert(self._row(record))
         except sqlite3.IntegrityError:
             raise WorkbenchError(f"a dataset named '{record.name}' is already registered") from None
         return record
@@ -396,7 +304,7 @@ class Registry:
         return self.get_job(job_id)
 
     def get_job(self, job_id: int) -> JobRecord:
-        rows = self._select(JobRecord, "jobs", "id = ?", [int(job_id)])
+        rows = self._select(JobRecord, "jobs", "id = ?", [int(job_id)]) if 0 < int(job_id) < 2**63 else []
         if not rows:
             raise WorkbenchError(f"unknown job {job_id} (see `workbench jobs list`)")
         return rows[0]
@@ -412,14 +320,22 @@ class Registry:
         unknown = set(changes) - {f.name for f in fields(JobRecord)}
         if unknown:
             raise ValueError(f"unknown job fields: {sorted(unknown)}")
-        if "config" in changes:
-            changes["config"] = json.dumps(changes["config"])
+        changes = self._job_changes(changes)
         with self.transaction() as db:
             db["jobs"].update(int(job_id), changes)
+
+    def _job_changes(self, changes: dict) -> dict:
+        changes = dict(changes)
+        if "config" in changes:
+            changes["config"] = json.dumps(changes["config"])
+        if "last_checkpoint" in changes:
+            changes["last_checkpoint"] = self._stored(changes["last_checkpoint"])
+        return changes
 
     def set_job_status_if(self, job_id: int, expected: Iterable[str], **changes: Any) -> bool:
         """Compare-and-set on status: apply `changes` only while the job is in one of `expected`."""
         expected = list(expected)
+        changes = self._job_changes(changes)
         sets = ", ".join(f"{key} = ?" for key in changes)
         marks = ", ".join("?" for _ in expected)
         with self.transaction() as db:
@@ -431,12 +347,13 @@ class Registry:
 
     # ------------------------------------------------------------ metrics
 
-    def add_metrics(self, job_id: int, rows: list[dict], job_step: int | None = None) -> None:
+    def add_metrics(self, job_id: int, rows: list[dict], job_step: int | None = None,
+                    timeout_ms: int | None = None) -> None:
         """Append a batch of metric rows in one short transaction (and the job's step, if given)."""
         if not rows and job_step is None:
             return
         stamped = [{"job_id": int(job_id), "created_at": time.time(), **row} for row in rows]
-        with self.transaction() as db:
+        with self.transaction(timeout_ms) as db:
             if stamped:
                 db["metrics"].insert_all(stamped)
             if job_step is not None:
@@ -517,7 +434,7 @@ class Registry:
     def save_session(self, record: SessionRecord) -> SessionRecord:
         record.updated_at = now_iso()
         with self.transaction() as db:
-            db["sessions"].upsert(_to_row(record), pk="id")
+            db["sessions"].upsert(self._row(record), pk="id")
         return record
 
     def get_session(self, session_id: str) -> SessionRecord:
