@@ -26,11 +26,22 @@ COMMAND_MODULES = [
     "serve_cmds",
     "recipe_cmds",
     "export_cmds",
+    "doctor_cmds",
 ]
 
 
+class UsageError(Exception):
+    """Bad usage (exit 2), raised instead of argparse's own exit so --json can report it too."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        raise UsageError(f"{self.prog}: error: {message}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="workbench",
         description="Fine-tune, chat with and evaluate causal language models. "
         "With no command, opens the full-screen app.",
@@ -44,7 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as error:
+        print(str(error), file=sys.stderr)
+        if "--json" in argv:
+            import json
+
+            print(json.dumps({"error": str(error)}, ensure_ascii=False))
+        return 2
     if args.command is None:
         from ..tui.app import run_app
 

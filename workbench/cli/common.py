@@ -6,11 +6,53 @@ from ..core.units import human_count  # noqa: F401 - re-exported for command mod
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import asdict, is_dataclass
 from typing import Any, Callable
 
 from ..core.context import Context, open_workspace
+
+
+# ---------------------------------------------------------------- argument types: bad values are usage errors
+
+
+def seed_value(text: str) -> int:
+    value = _integer(text, "a seed")
+    if not 0 <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"a seed is an integer from 0 to 2**64 - 1 (got {text})")
+    return value
+
+
+def job_id_value(text: str) -> int:
+    value = _integer(text, "a job id")
+    if not 0 < value < 2**63:
+        raise argparse.ArgumentTypeError(f"a job id is a positive integer (got {text})")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = _integer(text, "a count")
+    if not 0 < value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (got {text})")
+    return value
+
+
+def seconds_value(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number of seconds is a number (got {text!r})") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"a number of seconds is finite and not negative (got {text})")
+    return value
+
+
+def _integer(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} is an integer (got {text!r})") from None
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +77,17 @@ def context(args: argparse.Namespace, starter: bool = True) -> Context:
     for line in ctx.created:
         info(line)
     return ctx
+
+
+def text_arg(text: str, what: str) -> str:
+    """Text from argv or stdin with bytes that are not UTF-8 (Python keeps them as lone surrogates,
+    which no tokenizer takes): decoded with U+FFFD replacement characters, and said so."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        info(f"warning: {what} held bytes that are not UTF-8; replaced them with U+FFFD")
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def info(message: str) -> None:
@@ -83,7 +136,7 @@ def add_generation_flags(parser: argparse.ArgumentParser, max_new_tokens: int = 
     group.add_argument("--top-p", type=float, default=1.0)
     group.add_argument("--repetition-penalty", type=float, default=1.0)
     group.add_argument("--num-return-sequences", type=int, default=1)
-    group.add_argument("--seed", type=int, default=None)
+    group.add_argument("--seed", type=seed_value, default=None)
     group.add_argument("--int8-decode", action="store_true",
                        help="int8 weight-only decode (Llama-layout models; faster, small quality cost)")
     group.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_json_flag, command, context, emit, human_count, info, table
+from .common import add_json_flag, command, context, emit, human_count, info, seed_value, table
 
 BOOK_KEYS = ("alice", "poe", "gulliver")  # kept in step with core.data.BOOKS (core loads lazily)
 INSTRUCTION_SUFFIXES = (".jsonl", ".json")
@@ -19,7 +19,7 @@ def register(subcommands) -> None:
     add.add_argument("file")
     add.add_argument("--kind", choices=["text", "instructions"],
                      help="default: instructions for .jsonl/.json files, else text")
-    add.add_argument("--seed", type=int, default=0, help="shuffle seed of instruction records (recorded)")
+    add.add_argument("--seed", type=seed_value, default=0, help="shuffle seed of instruction records (recorded)")
     add_json_flag(add)
 
     get = command(sub, "get", cmd_get, "download a public-domain book from Project Gutenberg and register it")

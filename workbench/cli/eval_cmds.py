@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-from .common import add_generation_flags, add_json_flag, command, context, emit, info, table
+from .common import add_generation_flags, add_json_flag, command, context, emit, info, positive_int, table
 
 GATE_FAILED = 3
 
@@ -48,14 +49,14 @@ def register(subcommands) -> None:
     ppl.add_argument("--bf16", action="store_true", help="bf16 autocast (faster, slightly different values)")
     xr = parser.add_argument_group("x-ratio")
     xr.add_argument("--letter", default="x")
-    xr.add_argument("--tokens", type=int, default=200, help="new tokens per sample (default 200)")
+    xr.add_argument("--tokens", type=positive_int, default=200, help="new tokens per sample (default 200)")
     xr.add_argument("--prompt", action="append", default=[], dest="prompts",
                     help="a prompt (repeatable; default: random token ids, seeded)")
-    xr.add_argument("--samples", type=int, default=4, help="random prompts when no --prompt (default 4)")
+    xr.add_argument("--samples", type=positive_int, default=4, help="random prompts when no --prompt (default 4)")
     xr.add_argument("--prompt-tokens", type=int, default=8, help="tokens per random prompt (default 8)")
     st = parser.add_argument_group("style attribution")
-    st.add_argument("--style-prompts", type=int, default=4, help="prompts drawn per dataset (default 4)")
-    st.add_argument("--style-tokens", type=int, default=32, help="tokens generated per prompt (default 32)")
+    st.add_argument("--style-prompts", type=positive_int, default=4, help="prompts drawn per dataset (default 4)")
+    st.add_argument("--style-tokens", type=positive_int, default=32, help="tokens generated per prompt (default 32)")
     add_generation_flags(parser)
     out = parser.add_argument_group("output and gates")
     out.add_argument("--output", metavar="FILE", help="also write the JSON report to FILE")
@@ -70,11 +71,33 @@ def register(subcommands) -> None:
 
 def cmd_eval(args) -> int:
     first = args.models[0]
-    if first == "compare":
-        return cmd_compare(args)
-    if first == "list":
-        return cmd_list(args)
+    if first in ("compare", "list") and not asks_for_evaluation(args):
+        return cmd_compare(args) if first == "compare" else cmd_list(args)
     return cmd_run(args)
+
+
+def asks_for_evaluation(args) -> bool:
+    """Whether the flags describe an evaluation, so that `eval list --data alice` evaluates a model
+    named "list" rather than listing results."""
+    return bool(args.data or args.file or args.refs or args.prompts or args.baseline or args.output
+                or args.junit or args.fail_if or args.metrics != "ppl")
+
+
+def check_writable(path: str, flag: str) -> None:
+    """Before any work: the report file can be created (not a folder, its parent exists and is
+    writable, not under /proc or /sys)."""
+    from ..core.errors import WorkbenchError
+
+    target = Path(path).expanduser()
+    parent = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise WorkbenchError(f"{flag} {path} is a folder; give a file name")
+    if not parent.is_dir():
+        raise WorkbenchError(f"{flag} {path}: the folder {parent} does not exist")
+    resolved = parent.resolve()
+    if resolved.parts[:2] in (("/", "proc"), ("/", "sys")) or not os.access(resolved, os.W_OK) or \
+            (target.exists() and not os.access(target, os.W_OK)):
+        raise WorkbenchError(f"{flag} {path} cannot be written")
 
 
 # ---------------------------------------------------------------- eval
@@ -114,6 +137,9 @@ def cmd_run(args) -> int:
     from ..core.evaluation.service import EvalRequest, evaluate, metric_names
     from ..core.generation import GenerationSettings
 
+    for path, flag in ((args.output, "--output"), (args.junit, "--junit")):
+        if path:
+            check_writable(path, flag)
     thresholds = [gate_mod.parse_threshold(g) for g in args.fail_if]
     if args.max_regression is not None and not args.baseline:
         raise WorkbenchError("--max-regression needs --baseline MODEL")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import add_generation_flags, add_json_flag, command, context, emit, generation_settings, info, load
+from .common import add_generation_flags, add_json_flag, command, context, emit, generation_settings, info, load, text_arg
 
 
 def register(subcommands) -> None:
@@ -39,7 +39,8 @@ def cmd_generate(args) -> int:
     ctx = context(args)
     settings = generation_settings(args)
     loaded = load(ctx, args.model, args.device)
-    outputs = generate(loaded, args.prompts, settings, warn=lambda m: info(f"warning: {m}"))
+    prompts = [text_arg(p, "the prompt") for p in args.prompts]
+    outputs = generate(loaded, prompts, settings, warn=lambda m: info(f"warning: {m}"))
     data = {"model": args.model, "settings": settings.to_dict(),
             "outputs": [{"prompt": o.prompt, "text": o.text, "new_tokens": o.new_tokens} for o in outputs]}
     emit(args, data, lambda d: "\n---\n".join(o["prompt"] + o["text"] for o in d["outputs"]))
@@ -57,9 +58,10 @@ def cmd_chat(args) -> int:
     interactive = sys.stdin.isatty()
     info(f"chatting with '{args.model}': {loaded.chat_format.describe()}"
          + (" (empty line or Ctrl-D to end; the session is saved as you go)" if interactive else ""))
+    sys.stdin.reconfigure(errors="surrogateescape")  # bad bytes reach text_arg, which replaces them
     while True:
         try:
-            user_text = input("you> " if interactive else "")
+            user_text = text_arg(input("you> " if interactive else ""), "the input")
         except EOFError:
             break
         if not user_text.strip():
@@ -106,6 +108,7 @@ def cmd_dialogue(args) -> int:
     ctx = context(args)
     settings = generation_settings(args)
     models = (load(ctx, args.model_a, args.device), load(ctx, args.model_b, args.device))
+    args.opening = text_arg(args.opening, "the opening")
     personas = (args.persona_a, args.persona_b)
     session = Session("dialogue", [args.model_a, args.model_b], settings=settings.to_dict(),
                       personas=list(personas))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import add_json_flag, command, context, emit, info, table
+from .common import add_json_flag, command, context, emit, info, job_id_value, seconds_value, table
 
 
 def register(subcommands) -> None:
@@ -21,11 +21,11 @@ def register(subcommands) -> None:
     add_json_flag(listing)
 
     show = command(sub, "show", cmd_show, "show one job: status, progress, checkpoint, error, model")
-    show.add_argument("job_id", type=int)
+    show.add_argument("job_id", type=job_id_value)
     add_json_flag(show)
 
     logs = command(sub, "logs", cmd_logs, "print a job's metric rows (--follow: stream them until it ends)")
-    logs.add_argument("job_id", type=int)
+    logs.add_argument("job_id", type=job_id_value)
     logs.add_argument("--follow", "-f", action="store_true", help="keep streaming new rows until the job ends")
     logs.add_argument("--after-id", type=int, default=0, help="only rows with an id above this")
     logs.add_argument("--output", action="store_true", help="print the job process's stdout.log instead")
@@ -33,25 +33,25 @@ def register(subcommands) -> None:
 
     cancel = command(sub, "cancel", cmd_cancel,
                      "stop a job: it saves a checkpoint and ends cancelled (again, or --force: kill it)")
-    cancel.add_argument("job_id", type=int)
+    cancel.add_argument("job_id", type=job_id_value)
     cancel.add_argument("--force", action="store_true", help="kill its process group now (SIGKILL)")
-    cancel.add_argument("--timeout", type=float, default=None,
+    cancel.add_argument("--timeout", type=seconds_value, default=None,
                         help="wait this many seconds for it to stop, then kill it")
     add_json_flag(cancel)
 
     resume = command(sub, "resume", cmd_resume,
                      "continue a failed, cancelled or interrupted job from its last complete checkpoint")
-    resume.add_argument("job_id", type=int)
+    resume.add_argument("job_id", type=job_id_value)
     add_json_flag(resume)
 
     wait = command(sub, "wait", cmd_wait, "wait until a job ends (exit 0 only if it completed)")
-    wait.add_argument("job_id", type=int)
-    wait.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (exit 1)")
+    wait.add_argument("job_id", type=job_id_value)
+    wait.add_argument("--timeout", type=seconds_value, default=None, help="give up after this many seconds (exit 1)")
     add_json_flag(wait)
 
     reg = command(sub, "register", cmd_register,
                   "register the model in a stopped job's last complete checkpoint (e.g. after a cancel)")
-    reg.add_argument("job_id", type=int)
+    reg.add_argument("job_id", type=job_id_value)
     reg.add_argument("--name", default=None, help="model name (default: <out>-step<N>)")
     add_json_flag(reg)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_json_flag, command, context, emit, human_count, info, table
+from .common import add_json_flag, command, context, emit, human_count, info, seed_value, table
 
 
 def register(subcommands) -> None:
@@ -18,7 +18,7 @@ def register(subcommands) -> None:
     new.add_argument("--hidden", type=int, default=128)
     new.add_argument("--heads", type=int, default=4)
     new.add_argument("--context", type=int, default=256)
-    new.add_argument("--seed", type=int, default=0)
+    new.add_argument("--seed", type=seed_value, default=0)
     new.add_argument("--tokenizer", metavar="MODEL",
                      help="copy this registered model's tokenizer, chat template and generation config "
                      "(default: the GPT-2 tokenizer)")

@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from .common import add_json_flag, command, context, emit, info
+from .common import add_json_flag, command, context, emit, info, seed_value
 
 
 def register(subcommands) -> None:
@@ -64,7 +64,7 @@ def add_train_flags(parser) -> None:
     parser.add_argument("--save-every", type=int, help="checkpoint every N steps (0 = end)")
     parser.add_argument("--keep", type=int, dest="keep_checkpoints",
                         help="checkpoints kept")
-    parser.add_argument("--seed", type=int)
+    parser.add_argument("--seed", type=seed_value)
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     parser.add_argument("--sampling", choices=["random", "sequential"])

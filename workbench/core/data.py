@@ -31,6 +31,7 @@ from .context import Context
 from .errors import WorkbenchError
 from .instruction_formats import normalise_line_ends
 from .registry import ACTIVE_JOB_STATUSES, DatasetRecord
+from .staging import delete_folder
 
 KINDS = ("text", "instructions")
 SPLITS = ("train", "val", "test")
@@ -84,7 +85,12 @@ def remove_dataset(ctx: Context, name: str) -> None:
     if busy:
         raise WorkbenchError(f"dataset '{name}' is used by active job(s) {busy}; cancel them first")
     ctx.registry.remove_dataset(name)
-    shutil.rmtree(record.path, ignore_errors=True)
+    if not Path(record.path).resolve().is_relative_to(ctx.ws.home.resolve()):
+        return  # a copied workspace's old row naming the original's folder: never delete outside --home
+    try:
+        delete_folder(record.path, ctx.ws.home, "the dataset folder")
+    except WorkbenchError as error:
+        raise WorkbenchError(f"removed dataset '{name}' from the registry, but {error}") from None
 
 
 def dataset_record(ctx: Context, name_or_record: str | DatasetRecord) -> DatasetRecord:

@@ -130,6 +130,8 @@ def _load_json_array(text: str, source: str) -> list:
         items = json.loads(text)
     except json.JSONDecodeError as error:
         raise WorkbenchError(f"{source}: line {error.lineno}: not valid JSON ({error.msg})") from None
+    except RecursionError:
+        raise WorkbenchError(f"{source}: JSON nested too deeply") from None
     if not isinstance(items, list):
         raise WorkbenchError(f"{source}: expected a JSON array of records")
     return items
@@ -140,3 +142,5 @@ def _load_json_line(line: str, source: str, number: int) -> Any:
         return json.loads(line)
     except json.JSONDecodeError as error:
         raise WorkbenchError(f"{source}: line {number}: not valid JSON ({error.msg})") from None
+    except RecursionError:
+        raise WorkbenchError(f"{source}: line {number}: JSON nested too deeply") from None

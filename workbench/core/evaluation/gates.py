@@ -3,6 +3,8 @@ and a JUnit XML rendering (one testcase per metric value and per gate)."""
 
 from __future__ import annotations
 
+import math
+
 import operator
 import re
 from dataclasses import asdict, dataclass
@@ -57,8 +59,8 @@ def parse_regression(text: str) -> float:
         value = float(cleaned)
     except ValueError:
         raise WorkbenchError(f"bad --max-regression '{text}': write a percentage such as 3%") from None
-    if value < 0:
-        raise WorkbenchError(f"--max-regression must not be negative (got {text})")
+    if not math.isfinite(value) or value < 0:
+        raise WorkbenchError(f"--max-regression must be a finite, non-negative percentage (got {text})")
     return value / 100
 
 

@@ -246,9 +246,18 @@ def perplexity(loaded, text: str, context: int | None = None, stride: int | None
     seconds = time.perf_counter() - started
     n_bytes, n_words = text_stats(text)
     return PerplexityResult(
-        tokens=scored, nll_sum=nll_sum, perplexity=math.exp(nll_sum / scored),
-        bits_per_byte=nll_sum / n_bytes / math.log(2), word_perplexity=math.exp(nll_sum / max(1, n_words)),
+        tokens=scored, nll_sum=nll_sum, perplexity=_exp(nll_sum / scored),
+        bits_per_byte=nll_sum / n_bytes / math.log(2), word_perplexity=_exp(nll_sum / max(1, n_words)),
         bytes=n_bytes, words=n_words, windows=n_windows, context=context, stride=stride,
         batch_size=batch_size, dtype=dtype, prefix_token=prefix, seconds=seconds,
         tokens_per_s=scored / seconds if seconds > 0 else 0.0,
     )
+
+
+def _exp(x: float) -> float:
+    """exp that reports an overflow as infinity: text with few spaces (Chinese, code, base64) has so
+    few words that its word perplexity is beyond any float."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 from ..errors import WorkbenchError
+from ..staging import delete_folder
 from ..registry import ModelRecord, Registry
 from ..workspace import Workspace
 from .folders import _register_folder, staged_folder
@@ -97,10 +99,13 @@ def create_model(ws: Workspace, registry: Registry, name: str, arch: str = "gpt-
     """A fresh, randomly initialised model from a config, with the GPT-2 tokenizer or the tokenizer (and
     chat template and generation config) of the registered model `tokenizer`."""
     validate_name(name)
+    if not 0 <= seed < 2**64:
+        raise WorkbenchError(f"--seed must be between 0 and 2**64 - 1 (got {seed})")
     if registry.find_model(name):
         raise WorkbenchError(f"a model named '{name}' is already registered")
     source, vocab_size, special_ids = _tokenizer_source(registry, tokenizer)
     config = build_config(arch, shape, vocab_size, special_ids)
+    check_fits_in_memory(shape, vocab_size)
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -117,7 +122,35 @@ def create_model(ws: Workspace, registry: Registry, name: str, arch: str = "gpt-
                 if item.is_file() and (item.name in _TOKENIZER_FILES or item.suffix == ".jinja"):
                     shutil.copy2(item, staging / item.name)
     meta = {"tokenizer_from": tokenizer} if tokenizer else {}
-    return _register_folder(registry, name, target, source="created", meta=meta)
+    return register_or_remove(registry, target,
+                              lambda: _register_folder(registry, name, target, source="created", meta=meta))
+
+
+def register_or_remove(registry: Registry, target, register):
+    """Register a folder just put in place; if that fails, whatever the reason, remove the folder."""
+    try:
+        return register()
+    except BaseException:
+        delete_folder(target, registry.home, "the staged folder")
+        raise
+
+
+def estimated_parameters(shape: ModelShape, vocab: int = GPT2_VOCAB) -> int:
+    """GPT-style count: embeddings + 12 h^2 per layer (attention 4 h^2, MLP 8 h^2)."""
+    return vocab * shape.hidden + shape.context * shape.hidden + shape.layers * 12 * shape.hidden ** 2
+
+
+def check_fits_in_memory(shape: ModelShape, vocab: int = GPT2_VOCAB) -> None:
+    """Refuse up front a model whose fp32 weights cannot fit in this machine's memory."""
+    needed = estimated_parameters(shape, vocab) * 4
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    if needed > available:
+        raise WorkbenchError(f"a model of that shape has about {needed // 4:,} parameters "
+                             f"({needed / 1e9:,.1f} GB in fp32), more than the {available / 1e9:,.1f} GB of "
+                             "memory available; pick fewer --layers or a smaller --hidden")
 
 
 def ensure_starter_model(ws: Workspace, registry: Registry) -> ModelRecord | None:

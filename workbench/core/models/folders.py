@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from ..errors import WorkbenchError
+from ..staging import staged_folder  # noqa: F401 - re-exported: models and data stage the same way
 from ..registry import ModelRecord, Registry
 from .adapters import point_adapter_at_base
 from .names import PICKLE_WEIGHTS, WEIGHT_FILES, one_line, validate_name
@@ -50,11 +48,14 @@ def _read_config(folder: Path) -> dict:
     config_path = folder / "config.json"
     if not (folder / "adapter_config.json").exists() and not config_path.is_file():
         raise WorkbenchError(f"{folder} is not a model folder (no config.json)")
+    name = "adapter_config.json" if (folder / "adapter_config.json").exists() else "config.json"
     try:
-        name = "adapter_config.json" if (folder / "adapter_config.json").exists() else "config.json"
-        return json.loads((folder / name).read_text())
-    except (OSError, json.JSONDecodeError) as error:
+        config = json.loads((folder / name).read_text())
+    except (OSError, ValueError, RecursionError) as error:
         raise WorkbenchError(f"{folder}: unreadable config ({one_line(error)})") from None
+    if not isinstance(config, dict):
+        raise WorkbenchError(f"{folder / name} must hold a JSON object, not a {type(config).__name__}")
+    return config
 
 
 def arch_of(config: dict) -> str:
@@ -81,56 +82,24 @@ def count_parameters(folder: Path) -> int:
                 if length > path.stat().st_size - 8:
                     raise ValueError("header length beyond the end of the file")
                 header = json.loads(handle.read(length))
-        except (struct.error, ValueError, UnicodeDecodeError) as error:
-            raise WorkbenchError(f"{path} is not a valid safetensors file ({error})") from None
+        except (struct.error, ValueError, UnicodeDecodeError, RecursionError) as error:
+            raise WorkbenchError(f"{path} is not a valid safetensors file ({one_line(error)})") from None
+        if not isinstance(header, dict):
+            raise WorkbenchError(f"{path} is not a valid safetensors file (its header is not a JSON object)")
         for key, info in header.items():
             if key == "__metadata__":
                 continue
+            shape = info.get("shape") if isinstance(info, dict) else None
+            if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+                raise WorkbenchError(f"{path} is not a valid safetensors file (tensor '{key}' has shape "
+                                     f"{shape!r}; a shape is a list of non-negative integers)")
             count = 1
-            for dim in info["shape"]:
+            for dim in shape:
                 count *= dim
             total += count
     return total
 
 
-class staged_folder:
-    """Write a folder under a unique temporary name beside its target, then rename it into place.
-
-    A crash (or a killed process) leaves either nothing or a complete folder, never a half-written one
-    at the target; two writers never share a staging folder. Staging folders left by killed runs
-    (hidden, named `.NAME.*.partial`) are removed once they are a day old."""
-
-    def __init__(self, target: Path):
-        self.target = target
-        self.staging = target
-
-    def __enter__(self) -> Path:
-        if self.target.exists():
-            raise WorkbenchError(f"{self.target} already exists; remove it or pick another name")
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_staging(self.target)
-        self.staging = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.", suffix=".partial",
-                                             dir=self.target.parent))
-        return self.staging
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.staging, ignore_errors=True)
-            return
-        if self.target.exists():  # another process finished the same name first
-            shutil.rmtree(self.staging, ignore_errors=True)
-            raise WorkbenchError(f"{self.target} already exists; remove it or pick another name")
-        self.staging.rename(self.target)
-
-
-def _remove_stale_staging(target: Path, max_age_s: float = 86400) -> None:
-    now = time.time()
-    for old in target.parent.glob(f".{target.name}.*.partial"):
-        try:
-            if now - old.stat().st_mtime > max_age_s:
-                shutil.rmtree(old, ignore_errors=True)
-        except OSError:
-            pass
 
 
 def _register_folder(registry: Registry, name: str, folder: Path, source: str, parent: str | None = None,

@@ -7,9 +7,11 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 from ..errors import WorkbenchError
+from ..staging import delete_folder
 from ..registry import ModelRecord, Registry
 from ..workspace import Workspace
 from .adapters import is_adapter_folder, point_adapter_at_base
+from .create import register_or_remove
 from .folders import _read_config, _register_folder, count_parameters, staged_folder, weights_file
 from .gguf import Progress, import_gguf, is_gguf_file
 from .hub import MODEL_FILE_PATTERNS, cache_folder_snapshot, cached_snapshot, download
@@ -69,11 +71,8 @@ def _add_local(ws: Workspace, registry: Registry, name: str, folder: Path, copy:
             if item.is_file() and not item.name.startswith(".") and (
                     meta is None or any(fnmatch(item.name, pattern) for pattern in MODEL_FILE_PATTERNS)):
                 shutil.copy2(item, staging / item.name)  # follows the cache's symlinks to their blobs
-    try:
-        record = _register_folder(registry, name, target, source="imported", meta=meta or {})
-    except WorkbenchError:
-        shutil.rmtree(target, ignore_errors=True)
-        raise
+    record = register_or_remove(registry, target, lambda: _register_folder(registry, name, target,
+                                                                            source="imported", meta=meta or {}))
     return record, f"copied {folder} into {target}"
 
 
@@ -81,44 +80,60 @@ def _add_from_hub(ws: Workspace, registry: Registry, name: str, repo_id: str) ->
     target = ws.model_dir(name)
     with staged_folder(target) as staging:
         download(repo_id, staging)
-    try:
+
+    def register():
         _check_loadable_folder(target)
-        record = _register_folder(registry, name, target, source="imported", meta={"hub_id": repo_id})
-    except WorkbenchError:
-        shutil.rmtree(target, ignore_errors=True)
-        raise
+        return _register_folder(registry, name, target, source="imported", meta={"hub_id": repo_id})
+
+    record = register_or_remove(registry, target, register)
     return record, f"downloaded {repo_id} into {target}"
 
 
 def remove_model(registry: Registry, name: str, delete_files: bool = False) -> str:
+    """Unregister a model (refused while a queued or running job trains from it); with delete_files,
+    delete its folder too: never a --reference'd model's files, never anything outside the workspace."""
     record = registry.get_model(name)
     children = [c.name for c in registry.children_of(name) if c.adapter]
     if children:
         raise WorkbenchError(f"'{name}' is the base of adapter(s) {', '.join(children)}; remove those first")
+    outside = not Path(record.path).resolve().is_relative_to(registry.home.resolve())
     registry.remove_model(name)
-    if delete_files and not record.referenced:
-        shutil.rmtree(record.path, ignore_errors=True)
+    if delete_files and not record.referenced and not outside:
+        try:
+            delete_folder(record.path, registry.home, "the model folder")
+        except WorkbenchError as error:
+            raise WorkbenchError(f"removed '{name}' from the registry, but {error}") from None
         return f"removed '{name}' and deleted {record.path}"
-    return f"removed '{name}' from the registry (files kept in {record.path})"
+    why = " (outside the workspace)" if delete_files and outside and not record.referenced else ""
+    return f"removed '{name}' from the registry (files kept in {record.path}{why})"
 
 
 def rename_model(ws: Workspace, registry: Registry, old: str, new: str) -> ModelRecord:
     """Rename a model (and its folder when it lives in models/); adapters on it follow by registry name,
-    and their adapter_config.json is re-pointed at the moved folder so plain peft still loads them."""
+    and their adapter_config.json is re-pointed at the moved folder so plain peft still loads them. The
+    folder moves inside the registry's write transaction, so of two renames at once one moves it and
+    the others are refused; if the registry then refuses, the folder is put back."""
     validate_name(new)
     record = registry.get_model(old)
     if registry.find_model(new):
         raise WorkbenchError(f"a model named '{new}' is already registered")
-    new_path = record.path
-    if not record.referenced and Path(record.path) == ws.model_dir(old):
+    moves = not record.referenced and Path(record.path) == ws.model_dir(old)
+    new_path = str(ws.model_dir(new)) if moves else record.path
+    moved = []
+
+    def move() -> None:
         if ws.model_dir(new).exists():
             raise WorkbenchError(f"{ws.model_dir(new)} already exists")
-        Path(record.path).rename(ws.model_dir(new))
-        new_path = str(ws.model_dir(new))
+        try:
+            Path(record.path).rename(ws.model_dir(new))
+        except FileNotFoundError:
+            raise WorkbenchError(f"the folder of '{old}' ({record.path}) is gone; run `workbench doctor`") from None
+        moved.append(True)
+
     try:
-        renamed = registry.rename_model(old, new, new_path)
+        renamed = registry.rename_model(old, new, new_path, move=move if moves else None)
     except BaseException:
-        if new_path != record.path:  # put the folder back: registry and disk stay in step
+        if moved:  # put the folder back: registry and disk stay in step
             Path(new_path).rename(record.path)
         raise
     for child in registry.children_of(new):
