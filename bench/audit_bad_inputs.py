@@ -43,7 +43,7 @@ class Case:
     ok_rc: tuple = (1, 2)  # exit codes that count as the expected outcome
     expect: str | None = None  # words the output must carry (case-insensitive)
     json_error: bool = False  # with --json: stdout must hold {"error": ...}
-    timeout: float = 120
+    timeout: float = 400
     result: str = ""
     detail: str = field(default="", repr=False)
 
@@ -52,12 +52,13 @@ def limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_LIMIT, ADDRESS_LIMIT))
 
 
-def run_cli(home: Path | str, argv: list[str], timeout: float = 120, env: dict | None = None):
+def run_cli(home: Path | str, argv: list[str], timeout: float = 400, env: dict | None = None):
     command = [sys.executable, "-m", "workbench.cli", "--home", str(home), *argv]
     environ = dict(os.environ, PYTHONPATH=str(CODE), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                    **(env or {}))
     try:
-        done = subprocess.run(command, capture_output=True, timeout=timeout, env=environ,
+        # cwd = the code under test: `python -m` puts the current folder first on sys.path.
+        done = subprocess.run(command, capture_output=True, timeout=timeout, env=environ, cwd=CODE,
                               preexec_fn=limit_memory)
         return done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
     except subprocess.TimeoutExpired:
@@ -397,6 +398,7 @@ def main() -> int:
         print(f"init failed: {err}")
         return 1
     run_cli(template, ["data", "add", "d", str(CORPORA / "alice.txt")], timeout=600)
+    run_cli(template, ["models", "new", "other", "--layers", "1", "--hidden", "32", "--heads", "2"], timeout=600)
     files = input_files(scratch / "inputs")
     figures = {}
     with ThreadPoolExecutor(args.workers) as pool:
@@ -410,8 +412,8 @@ def main() -> int:
         races = [
             race(template, scratch, "10 x models new same", lambda i: ["models", "new", "same"]),
             race(template, scratch, "10 x data add same", lambda i: ["data", "add", "same", str(files["text"])]),
-            race(template, scratch, "10 x models rename tiny-neo same",
-                 lambda i: ["models", "rename", "tiny-neo", "same"]),
+            race(template, scratch, "10 x models rename other same",
+                 lambda i: ["models", "rename", "other", "same"]),
         ]
         print("\n== races")
         for r in races:

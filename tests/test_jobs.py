@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from workbench.core.errors import WorkbenchError
 from workbench.core.jobs import (cancel_job, follow_metrics, launch_job, pid_alive, refresh_statuses,
                                  register_job_model, resume_job, wait_job)
 
@@ -260,6 +261,41 @@ def test_sigkill_during_a_checkpoint_write_then_resume_matches_an_uninterrupted_
     for key, loss in reference_run.items():  # the same run, step for step
         assert losses[key] == pytest.approx(loss, rel=1e-5, abs=1e-6), key
     assert "resuming from" in stdout_of(ctx, job.id)
+    # The replayed steps (5 to 8) are in log.jsonl once, as in the registry.
+    logged = [json.loads(line) for line in (ctx.ws.job_dir(job.id) / "log.jsonl").read_text().splitlines()]
+    assert sorted(row["step"] for row in logged if row["split"] == "train") == list(range(1, 13))
+
+
+def test_a_stalled_runner_is_not_declared_dead_and_a_resume_is_refused_while_it_lives(jobctx):
+    """A runner frozen past the heartbeat timeout (SIGSTOP: a suspended VM, an I/O stall) still holds
+    its lock: it is not marked interrupted, a resume and a second runner are refused, and once it
+    wakes it finishes the job with each metric row once."""
+    ctx = jobctx
+    job = launch_job(ctx, make_config("mini-stall", steps=24, save_every=4))
+    until(lambda: ctx.registry.get_job(job.id).step >= 2, what="the job to train a few steps")
+    pid = ctx.registry.get_job(job.id).pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        beat = ctx.registry.get_job(job.id).heartbeat_mono
+        until(lambda: time.monotonic() - beat > 1.5, what="the heartbeat to go stale", poll=0.2)
+        assert refresh_statuses(ctx, stale_s=1.0) == []
+        assert ctx.registry.get_job(job.id).status == "running"
+        # Whatever declared it interrupted (an older workbench, a view from another host), no resume
+        # starts a second runner while this one lives.
+        ctx.registry.update_job(job.id, status="interrupted")
+        with pytest.raises(WorkbenchError, match="still (alive|active)"):
+            resume_job(ctx, job.id)
+        assert ctx.registry.get_job(job.id).status == "running"  # its live runner overrules the verdict
+        second = subprocess.run([sys.executable, "-m", "workbench.core.job_runner", "--home", str(ctx.ws.home),
+                                 "--job", str(job.id)], capture_output=True, text=True, timeout=120)
+        assert second.returncode == 0 and "already has a live runner" in second.stderr
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    done = assert_ended(ctx, job.id, "completed")
+    assert done.step == 24
+    steps = [m.step for m in ctx.registry.metrics(job.id, split="train")]
+    assert steps == list(range(1, 25))  # no duplicate rows
+    assert ctx.registry.get_model("mini-stall").job_id == job.id
 
 
 def test_a_second_cancel_kills_a_job_that_does_not_stop(jobctx, monkeypatch, tmp_path):

@@ -253,9 +253,15 @@ def _age_s(iso: str | None) -> float:
 def refresh_statuses(ctx, stale_s: float | None = None) -> list[JobRecord]:
     """Mark queued/running jobs whose process is gone (same host) or whose heartbeat is older than
     `stale_s` (default $WORKBENCH_JOB_STALE_S or 30 s) as "interrupted", with their last complete
-    checkpoint. Returns the jobs it changed."""
+    checkpoint; a job whose runner still holds its lock is alive, and back to "running" if it was
+    called interrupted. Returns the jobs it changed."""
     stale_s = stale_after() if stale_s is None else stale_s
     here, now, mono, changed = hostname(), time.time(), time.monotonic(), []
+    for job in ctx.registry.list_jobs(["interrupted"]):
+        # Declared dead while its runner lived (a stall, an older workbench): it is running.
+        if job.host in (None, here) and runner_alive(ctx, job.id) and ctx.registry.set_job_status_if(
+                job.id, ["interrupted"], status="running", ended_at=None, error=None):
+            changed.append(ctx.registry.get_job(job.id))
     for job in ctx.registry.list_jobs(ACTIVE_JOB_STATUSES):
         local = job.host in (None, here)
         if local and runner_alive(ctx, job.id):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 from ..errors import WorkbenchError
-from ..staging import delete_folder
+from ..faults import require_space
 from ..registry import ModelRecord, Registry
+from ..staging import delete_folder
 from ..workspace import Workspace
 from .folders import _register_folder, staged_folder
 from .names import STARTER_MODEL, STARTER_SHAPE, ModelShape, one_line, validate_name
@@ -163,4 +165,15 @@ def ensure_starter_model(ws: Workspace, registry: Registry) -> ModelRecord | Non
             return _register_folder(registry, STARTER_MODEL, target, source="created")
         except WorkbenchError:
             shutil.rmtree(target)
-    return create_model(ws, registry, STARTER_MODEL)
+    # fp32 weights (saved once, staged beside their place) and the tokenizer files
+    require_space(ws.models_dir, estimated_parameters(STARTER_SHAPE) * 4 + (8 << 20),
+                  f"the starter model '{STARTER_MODEL}'")
+    try:
+        return create_model(ws, registry, STARTER_MODEL)
+    except WorkbenchError:
+        # Another process opening the same new workspace at this moment created it first.
+        for _ in range(100):
+            if registry.find_model(STARTER_MODEL):
+                return None
+            time.sleep(0.1)
+        raise
