@@ -162,3 +162,27 @@ def test_metric_sink_batches_and_writes_log_jsonl(bare, tmp_path):
     assert len(bare.registry.metrics(job.id)) == 3
     saving([{"step": 4, "split": "train", "loss": 1.1}])
     assert [m.step for m in bare.registry.metrics(job.id)][-2:] == [3, 4]
+
+
+def test_metric_rows_that_meet_a_locked_registry_stay_buffered_and_are_stored_once(bare, tmp_path):
+    """Another process holds the write lock: the sink keeps its rows instead of failing the job, and
+    stores them (in the registry and log.jsonl, once each) when the lock is gone."""
+    job = _job(bare.registry)
+    log = tmp_path / "log.jsonl"
+    sink = MetricSink(bare.registry, job.id, log, interval=0, timeout_ms=200)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+         "c.execute('BEGIN IMMEDIATE'); print('locked', flush=True); sys.stdin.read()",
+         str(bare.ws.db_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        sink([{"step": 1, "split": "train", "loss": 2.0}])  # flushes at once (interval 0): meets the lock
+        sink([{"step": 2, "split": "train", "loss": 1.5}])
+        assert bare.registry.metrics(job.id) == [] and not log.exists()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    sink.flush(final=True)
+    assert [m.step for m in bare.registry.metrics(job.id)] == [1, 2]
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2]
+    assert bare.registry.get_job(job.id).step == 2

@@ -512,7 +512,10 @@ def split_records(records: list[dict], seed: int) -> dict[str, list[dict]]:
 
 def download(url: str, what: str) -> bytes:
     """The body at `url`; one clear line when offline, on an HTTP error or when it is too large."""
-    request = urllib.request.Request(url, headers={"User-Agent": "workbench (+data get)"})
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": "workbench (+data get)"})
+    except ValueError as error:
+        raise WorkbenchError(f"cannot download {what}: bad URL {url!r} ({error})") from None
     try:
         with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
             body = response.read(MAX_DOWNLOAD_BYTES + 1)
