@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .context import open_workspace
 from .errors import WorkbenchError
+from .faults import disk_fault
 from .jobs import (HEARTBEAT_S, RUNNER_MODULE, JobFiles, MetricSink, checkpoint_step, hostname, latest_checkpoint,
                    read_spec, refresh_statuses, stale_after, take_runner_lock)
 from .registry import now_iso
@@ -238,9 +239,10 @@ def supervise(args) -> int:
             return finish(ctx, job_id, heartbeat, failure=str(error))
         except RankFailed as error:
             return finish(ctx, job_id, heartbeat, failure=error.detail)
-        except Exception:
+        except Exception as error:
             traceback.print_exc()
-            return finish(ctx, job_id, heartbeat, failure=traceback.format_exc())
+            fault = disk_fault(error, ctx.ws.home)  # a full disk is one line, not inline_container.cc
+            return finish(ctx, job_id, heartbeat, failure=str(fault) if fault else traceback.format_exc())
         return finish(ctx, job_id, heartbeat, result=result)
     finally:
         heartbeat.stop()

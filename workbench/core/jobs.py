@@ -42,6 +42,7 @@ from typing import Any
 
 from .errors import WorkbenchError
 from .registry import ACTIVE_JOB_STATUSES, JobRecord, MetricRecord, ModelRecord, Registry
+from .staging import process_alive
 
 TERMINAL_STATUSES = ("completed", "failed", "cancelled", "interrupted")
 RESUMABLE_STATUSES = ("failed", "cancelled", "interrupted")
@@ -217,17 +218,10 @@ def runner_alive(ctx, job_id: int) -> bool:
         os.close(fd)
 
 
-
 def pid_alive(pid: int | None) -> bool:
     """Whether `pid` is a live job runner on this machine (a zombie or a reused pid is not)."""
-    if not pid:
+    if not pid or not process_alive(pid):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     proc = Path(f"/proc/{pid}")
     if not Path("/proc/self").exists():
         return True  # no procfs (macOS): os.kill is all we have

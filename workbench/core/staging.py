@@ -58,6 +58,7 @@ def staging_pid(name: str) -> int | None:
 
 
 def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (it may belong to another user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
