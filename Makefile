@@ -22,7 +22,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PY) -m pip install -q -e ".[test]"
+	# The export extra (torchao, onnx, onnxruntime) too: the int8 and ONNX exports are tested.
+	$(PY) -m pip install -q -e ".[test,export]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -41,6 +42,9 @@ bench: install-test
 	$(PY) bench/train_throughput.py
 	$(PY) bench/eval_throughput.py
 	$(PY) bench/tui_startup.py
+	$(PY) bench/decode_throughput.py --model smollm2
+	$(PY) bench/chat_latency.py --model smollm2
+	$(PY) bench/serve_throughput.py --model smollm2
 
 clean:
 	rm -rf $(VENV) build *.egg-info

