@@ -39,13 +39,13 @@ def load_source(registry, record, dtype: str = "fp32"):
 
 
 def save_folder(model, tokenizer, source_folder: Path, target: Path) -> None:
-    """save_pretrained of model and tokenizer, plus the source's instruction template when it has one."""
-    from ..models import TEMPLATE_FILE
-
+    """save_pretrained of model and tokenizer, plus any chat template file of the source's that the tokenizer
+    did not write itself, so the export is prompted exactly as its source."""
     model.save_pretrained(str(target), safe_serialization=True)
     tokenizer.save_pretrained(str(target))
-    if (source_folder / TEMPLATE_FILE).exists():
-        shutil.copy2(source_folder / TEMPLATE_FILE, target / TEMPLATE_FILE)
+    for template in source_folder.glob("*.jinja"):
+        if not (target / template.name).exists():
+            shutil.copy2(template, target / template.name)
 
 
 def _max_logit_diff(a, b, tokenizer, text: str) -> float:
