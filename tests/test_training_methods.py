@@ -191,8 +191,10 @@ def test_kl_letter_reproduces_the_x_experiment(ctx, tmp_path):
         return sum(int(i) in xs for i in out) / len(out)
 
     assert x_ratio("k") < 0.05
+    # The original experiment's variant: KL at the final position only (the every-position default is
+    # tested in test_kl_positions.py).
     config = cfg(base_model="k", dataset=None, out="k-x", objective="kl-letter", steps=40, lr=5e-3, seq=32,
-                 batch=8, warmup=0, eval_every=20, precision="auto")
+                 batch=8, warmup=0, eval_every=20, precision="auto", kl_positions="final")
     result, rows = run(ctx, config, tmp_path / "run")
     losses = [r["loss"] for r in rows if r["split"] == "train"]
     assert losses[-1] < 0.1 * losses[0]

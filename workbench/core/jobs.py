@@ -218,6 +218,13 @@ def runner_alive(ctx, job_id: int) -> bool:
         os.close(fd)
 
 
+def runner_lives(ctx, job: JobRecord) -> bool:
+    """The job's lock is held and its recorded runner process (when one is recorded) is alive. The pid
+    check matters because a process forked by the runner (a compile worker) inherits the locked file
+    description and can hold the lock after the runner itself was killed."""
+    return runner_alive(ctx, job.id) and (not job.pid or pid_alive(job.pid))
+
+
 def pid_alive(pid: int | None) -> bool:
     """Whether `pid` is a live job runner on this machine (a zombie or a reused pid is not)."""
     if not pid or not process_alive(pid):
@@ -253,12 +260,12 @@ def refresh_statuses(ctx, stale_s: float | None = None) -> list[JobRecord]:
     here, now, mono, changed = hostname(), time.time(), time.monotonic(), []
     for job in ctx.registry.list_jobs(["interrupted"]):
         # Declared dead while its runner lived (a stall, an older workbench): it is running.
-        if job.host in (None, here) and runner_alive(ctx, job.id) and ctx.registry.set_job_status_if(
+        if job.host in (None, here) and runner_lives(ctx, job) and ctx.registry.set_job_status_if(
                 job.id, ["interrupted"], status="running", ended_at=None, error=None):
             changed.append(ctx.registry.get_job(job.id))
     for job in ctx.registry.list_jobs(ACTIVE_JOB_STATUSES):
         local = job.host in (None, here)
-        if local and runner_alive(ctx, job.id):
+        if local and runner_lives(ctx, job):
             continue  # its runner lives: slow is not dead
         reason = None
         if job.pid and local and not pid_alive(job.pid):
@@ -418,7 +425,7 @@ def resume_job(ctx, job_id: int) -> JobRecord:
         raise WorkbenchError(f"job {job_id} is {job.status}; only failed, cancelled or interrupted "
                              f"jobs resume ({hint})")
     read_spec(ctx, job_id)
-    if job.host in (None, hostname()) and runner_alive(ctx, job_id):
+    if job.host in (None, hostname()) and runner_lives(ctx, job):
         raise WorkbenchError(f"job {job_id}'s runner (pid {job.pid}) is still alive, though its heartbeat "
                              f"stalled; wait for it (`workbench jobs wait {job_id}`) or cancel it")
     if ctx.registry.find_model(job.out_model):
@@ -426,9 +433,11 @@ def resume_job(ctx, job_id: int) -> JobRecord:
                              "would register its result under that name")
     checkpoint = latest_checkpoint(ctx, job_id)
     files = JobFiles(ctx, job_id)
-    # heartbeat_at = now: the grace period before its new process beats for itself (created_at is old).
+    # heartbeat_at/heartbeat_mono = now: the grace period before its new process beats for itself (the
+    # old runner's last beat may be older than the stale limit, which would call the new one interrupted).
     if not ctx.registry.set_job_status_if(job_id, RESUMABLE_STATUSES, status="queued", pid=None,
-                                          heartbeat_at=time.time(), ended_at=None, error=None,
+                                          heartbeat_at=time.time(), heartbeat_mono=time.monotonic(),
+                                          ended_at=None, error=None,
                                           last_checkpoint=checkpoint):
         raise WorkbenchError(f"job {job_id} changed while resuming it; look again with `workbench jobs show`")
     ctx.registry.delete_metrics_after(job_id, checkpoint_step(checkpoint) or 0)
