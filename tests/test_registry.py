@@ -229,3 +229,21 @@ def test_an_empty_registry_beside_model_folders_is_refused_not_reinitialised(tmp
     assert path.stat().st_size == 0  # untouched
     (tmp_path / "models" / "kept").rmdir()
     assert Registry(path).schema_version == SCHEMA_VERSION  # nothing to lose: initialised
+
+
+def test_opening_the_registry_twice_in_one_process_keeps_its_writes_visible_to_others(tmp_path):
+    """A second Registry on the same file in one process (the app beside a worker, a test beside the
+    app) must not drop the process's SQLite locks: another process closing its connection would then
+    delete the WAL under ours, and our later writes would never reach the file."""
+    path = tmp_path / "workbench.db"
+    first = Registry(path)
+    first.add_model(_model("before"))
+    second = Registry(path)  # same process, same file
+    other = "from workbench.core.registry import Registry; import sys; Registry(sys.argv[1]).close()"
+    subprocess.run([sys.executable, "-c", other, str(path)], check=True, timeout=60)
+    first.add_model(_model("after"))
+    read = "import sqlite3, sys; print(sorted(r[0] for r in sqlite3.connect(sys.argv[1]).execute('select name from models')))"
+    seen = subprocess.run([sys.executable, "-c", read, str(path)], capture_output=True, text=True, timeout=60)
+    assert seen.stdout.strip() == "['after', 'before']", seen.stderr
+    second.close()
+    first.close()

@@ -48,6 +48,7 @@ TERMINAL_STATUSES = ("completed", "failed", "cancelled", "interrupted")
 RESUMABLE_STATUSES = ("failed", "cancelled", "interrupted")
 HEARTBEAT_S = 2.0
 DEFAULT_STALE_S = 30.0
+FINISHING_S = 20.0  # how long a resume waits for a stopped job's runner to end
 ENV_STALE = "WORKBENCH_JOB_STALE_S"  # seconds without a heartbeat before a job counts as interrupted
 ENV_MAX_JOBS = "WORKBENCH_MAX_JOBS"  # jobs that may run at once on one device (default 1)
 RUNNER_MODULE = "workbench.core.job_runner"
@@ -194,12 +195,32 @@ def take_runner_lock(files: JobFiles, wait_s: float = 10.0) -> int | None:
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # A flock belongs to the open file description, which a forked child (a compile or data
+            # worker) shares: close it there, so the lock ends with this runner and not with its children.
+            os.register_at_fork(after_in_child=lambda: _close_quietly(fd))
             return fd
         except BlockingIOError:
             if time.monotonic() >= deadline:
                 os.close(fd)
                 return None
             time.sleep(0.05)
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def wait_runner_gone(ctx, job: JobRecord, timeout: float) -> bool:
+    """Wait up to `timeout` s for the job's runner to end; whether it has."""
+    deadline = time.monotonic() + timeout
+    while runner_lives(ctx, job):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def runner_alive(ctx, job_id: int) -> bool:
@@ -425,7 +446,11 @@ def resume_job(ctx, job_id: int) -> JobRecord:
         raise WorkbenchError(f"job {job_id} is {job.status}; only failed, cancelled or interrupted "
                              f"jobs resume ({hint})")
     read_spec(ctx, job_id)
-    if job.host in (None, hostname()) and runner_lives(ctx, job):
+    # A runner that has reported its own end (cancelled, failed) may still be finishing (closing files,
+    # ending its workers): give it a moment rather than refuse a resume pressed right after a cancel.
+    # One that others called interrupted but that lives has stalled: refuse at once.
+    finishing = FINISHING_S if job.status in ("cancelled", "failed") else 0.0
+    if job.host in (None, hostname()) and not wait_runner_gone(ctx, job, finishing):
         raise WorkbenchError(f"job {job_id}'s runner (pid {job.pid}) is still alive, though its heartbeat "
                              f"stalled; wait for it (`workbench jobs wait {job_id}`) or cancel it")
     if ctx.registry.find_model(job.out_model):

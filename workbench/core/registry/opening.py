@@ -25,9 +25,42 @@ def corrupt_error(path: Path, why: str) -> WorkbenchError:
     return WorkbenchError(f"the registry {path} is damaged ({why}); {repair_hint(path)}")
 
 
+# The registry files this process holds open through SQLite, by (device, inode), with a count.
+_open_in_process: dict[tuple[int, int], int] = {}
+
+
+def _file_key(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def note_opened(path: Path) -> None:
+    key = _file_key(path)
+    if key is not None:
+        _open_in_process[key] = _open_in_process.get(key, 0) + 1
+
+
+def note_closed(path: Path) -> None:
+    key = _file_key(path)
+    if key is not None and key in _open_in_process:
+        _open_in_process[key] -= 1
+        if not _open_in_process[key]:
+            del _open_in_process[key]
+
+
 def check_file(path: Path) -> None:
     """Refuse what is not a registry before SQLite touches it (SQLite would take a 0-byte file, or a
-    file it cannot parse, as a fresh empty database and re-initialise it)."""
+    file it cannot parse, as a fresh empty database and re-initialise it).
+
+    Not while this process has the file open through SQLite already (the app and a worker, a test and
+    the app): closing any descriptor of a file drops all of the process's POSIX locks on it, so another
+    process's SQLite would think itself the last user, delete the WAL under our open connection, and
+    every later write of ours would be lost. SQLite itself avoids such closes; so must we."""
+    if _file_key(path) in _open_in_process:
+        return  # checked when it was first opened, and SQLite has parsed it since
     if path.is_dir():
         raise WorkbenchError(f"the registry {path} is a folder, not a database file; move it away and "
                              f"run `workbench --home {path.parent} doctor --repair`")

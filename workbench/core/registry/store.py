@@ -76,7 +76,8 @@ class Registry:
         except BaseException:
             conn.close()
             raise
-        self.db = sqlite_utils.Database(conn, execute_plugins=False)  # no plugins: skips a 0.1-0.3 s entry-point scan
+        self.db = sqlite_utils.Database(conn, execute_plugins=False)
+        opening.note_opened(self.path)  # no plugins: skips a 0.1-0.3 s entry-point scan
 
     @staticmethod
     def _retry_locked(action: Callable[[], Any], attempts: int = 50) -> Any:
@@ -91,7 +92,11 @@ class Registry:
                 time.sleep(0.05)
 
     def close(self) -> None:
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
         self.db.conn.close()
+        opening.note_closed(self.path)
 
     # ------------------------------------------------------------ schema
 
