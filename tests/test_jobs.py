@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from workbench.core.errors import WorkbenchError
+from workbench.core.job_removal import remove_job
 from workbench.core.jobs import (cancel_job, follow_metrics, launch_job, pid_alive, refresh_statuses,
                                  register_job_model, resume_job, wait_job)
 
@@ -175,6 +176,8 @@ def test_cancel_mid_run_checkpoints_and_the_model_so_far_registers(jobctx):
     ctx = jobctx
     job = launch_job(ctx, make_config("mini-c", steps=5000, save_every=0, eval_every=0))
     until(lambda: ctx.registry.get_job(job.id).step >= 3, what="a few steps")
+    with pytest.raises(WorkbenchError, match="cancel it first"):
+        remove_job(ctx, job.id)  # a running job is never deleted under its runner
     asked = cancel_job(ctx, job.id)
     assert asked.status == "running"  # SIGTERM asks; the job decides when to stop
     done = assert_ended(ctx, job.id, "cancelled")
@@ -185,6 +188,16 @@ def test_cancel_mid_run_checkpoints_and_the_model_so_far_registers(jobctx):
     record = register_job_model(ctx, job.id)
     assert record.name == f"mini-c-step{done.step}" and record.job_id == job.id
     loadable(record.path)
+
+    # Deleting the ended job frees its folder and history; the model it made stays, unlinked from it.
+    removed = remove_job(ctx, job.id)
+    assert removed.kept_models == [record.name] and removed.freed_bytes > 0
+    assert not ctx.ws.job_dir(job.id).exists() and ctx.registry.metrics(job.id) == []
+    with pytest.raises(WorkbenchError, match="unknown job"):
+        ctx.registry.get_job(job.id)
+    kept = ctx.registry.get_model(record.name)
+    assert kept.job_id is None and kept.parent == record.parent
+    loadable(kept.path)
 
 
 # ---------------------------------------------------------------- SIGKILL and resume

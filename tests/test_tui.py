@@ -448,6 +448,13 @@ async def test_end_to_end_train_watch_the_chart_then_chat_with_the_result(home, 
         assert chart.count >= 5  # 4 train points and at least one validation point
         assert app.ctx.registry.find_model("tiny-neo-tiny") is not None
 
+        await pilot.press("d")  # delete the ended job from the app: its model stays
+        await pilot.pause()
+        await pilot.press("y")
+        await settle(pilot)
+        assert app.ctx.registry.list_jobs() == [] and not app.ctx.ws.job_dir(job.id).exists()
+        assert any(note.startswith(f"deleted job {job.id}") for note in notes(app)), notes(app)
+
         await pilot.press("f1")
         await pilot.pause()
         models = app.screen.query_one("#models-table", DataTable)

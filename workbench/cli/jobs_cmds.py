@@ -1,4 +1,4 @@
-"""`workbench jobs list | show | logs | cancel | resume | wait | register`: background training jobs.
+"""`workbench jobs list | show | logs | cancel | resume | wait | register | rm`: background training jobs.
 
 Jobs are started with `workbench train ... --detach`. Everything here reads the registry, the feed the
 app draws from too.
@@ -54,6 +54,10 @@ def register(subcommands) -> None:
     reg.add_argument("job_id", type=job_id_value)
     reg.add_argument("--name", default=None, help="model name (default: <out>-step<N>)")
     add_json_flag(reg)
+
+    rm = command(sub, "rm", cmd_rm, "delete an ended job: its checkpoints, logs and metrics (models it made stay)")
+    rm.add_argument("job_id", type=job_id_value)
+    add_json_flag(rm)
 
 
 def _progress(job) -> str:
@@ -187,6 +191,15 @@ def cmd_register(args) -> int:
     ctx = context(args, starter=False)
     record = register_job_model(ctx, args.job_id, name=args.name)
     emit(args, record, lambda r: f"registered '{r.name}' from job {args.job_id} ({r.params:,} parameters)")
+    return 0
+
+
+def cmd_rm(args) -> int:
+    from ..core.job_removal import remove_job
+    from ..core.units import removed_job_text
+
+    ctx = context(args, starter=False)
+    emit(args, remove_job(ctx, args.job_id), removed_job_text)
     return 0
 
 

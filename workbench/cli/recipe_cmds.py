@@ -88,7 +88,7 @@ class _Progress:
         elif event.kind == "note":
             info(f"  {event.message}")
         elif event.kind == "done":
-            info(f"  done in {event.message}")
+            info(f"  {event.message}")
 
     def _close(self) -> None:
         if self.bar is not None:

@@ -94,7 +94,7 @@ def run_recipe(ctx, recipe: Recipe, quick: bool = False, on_event: Callable[[Rec
         if failure:
             emit(RecipeEvent("failed", index, total, step.id, step.kind, failure["error"]))
             break
-        emit(RecipeEvent("done", index, total, step.id, step.kind, f"{timings[step.id]:.1f} s"))
+        emit(RecipeEvent("done", index, total, step.id, step.kind, f"done in {timings[step.id]:.1f} s"))
     cache.clear()
     report = build_report(recipe, quick, results, timings, failure, started, time.monotonic() - began)
     paths = write_report(reports_dir(ctx), stamp, report)

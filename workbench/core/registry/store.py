@@ -369,6 +369,13 @@ class Registry:
                             order_by="id DESC", limit=1)
         return rows[0] if rows else None
 
+    def delete_job(self, job_id: int) -> None:
+        """Drop a job's row and metric rows; models it made lose the link to it (ids can be reused)."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM metrics WHERE job_id = ?", [int(job_id)])
+            db.execute("UPDATE models SET job_id = NULL WHERE job_id = ?", [int(job_id)])
+            db.execute("DELETE FROM jobs WHERE id = ?", [int(job_id)])
+
     def delete_metrics_after(self, job_id: int, step: int) -> int:
         """Drop a job's metric rows past `step` (a resume replays them from its checkpoint)."""
         with self.transaction() as db:

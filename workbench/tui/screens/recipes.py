@@ -163,8 +163,10 @@ class RecipesScreen(Screen):
             log.write_line(f"[{event.index}/{event.total}] {event.step} ({event.step_kind})")
         elif event.kind == "note":
             log.write_line(f"  {event.message}")
-        elif event.kind in ("done", "failed"):
-            log.write_line(f"  {event.kind}: {event.message}")
+        elif event.kind == "done":
+            log.write_line(f"  {event.message}")
+        elif event.kind == "failed":
+            log.write_line(f"  failed: {event.message}")
 
     def on_recipe_finished(self, message: RecipeFinished) -> None:
         self._recipe_running = False

@@ -50,17 +50,18 @@ class JobsPolled(Message):
 
 class TrainScreen(WorkbenchScreen):
     """Training jobs: start one (n: the New-job form, ctrl+r starts it), watch its loss, progress and log
-    live; cancel (c), resume (u), or register the last checkpoint of a stopped job as a model (g). Jobs
-    keep running when the app closes."""
+    live; cancel (c), resume (u), register the last checkpoint of a stopped job as a model (g), or
+    delete an ended job (d). Jobs keep running when the app closes."""
 
     MODE = "train"
     BINDINGS = [
-        Binding("n", "new_job", "New job"),
+        Binding("n", "new_job", "New", tooltip="A new job (the New job tab)"),
         Binding("j", "show_jobs", "Jobs", show=False),
         Binding("ctrl+r", "start", "Start"),
         Binding("c", "cancel", "Cancel"),
         Binding("u", "resume", "Resume"),
         Binding("g", "register", "Register", tooltip="Register a stopped job's last checkpoint as a model"),
+        Binding("d", "delete", "Delete", tooltip="Delete an ended job: its checkpoints, logs and metrics"),
         Binding("l", "log_scale", "Log scale", show=False),
         Binding("escape", "show_jobs", "Jobs", show=False),
     ]
@@ -166,6 +167,9 @@ class TrainScreen(WorkbenchScreen):
                 self.action_show_jobs()
                 self.poll()
         elif group in ("job-control", "register"):
+            self.poll()
+        elif group == "job-delete" and ok:
+            self.watch_job(None)  # the next poll shows the newest job left
             self.poll()
 
     @property
@@ -327,6 +331,24 @@ class TrainScreen(WorkbenchScreen):
         self.watch_job(job_id)
         self.run_in_thread("job-control", lambda: resume_job(ctx, job_id), f"job {job_id} resumed")
 
+
+    def action_delete(self) -> None:
+        job = next((j for j in self.jobs if j.id == self.watched), None)
+        if job is None or job.status not in FINISHED:
+            self.wb.report_error("select an ended job to delete (cancel a running one first)")
+            return
+
+        def done(answer) -> None:
+            if answer is None:
+                return
+            from ...core.job_removal import remove_job
+            from ...core.units import removed_job_text
+
+            ctx = self.ctx
+            self.run_in_thread("job-delete", lambda: remove_job(ctx, job.id), removed_job_text)
+
+        self.app.push_screen(ConfirmDialog(f"Delete job {job.id} ({job.out_model}, {job.status})? Its "
+                                           "checkpoints, logs and loss history go; models it made stay."), done)
 
     def action_register(self) -> None:
         """A cancelled (or failed) job's last complete checkpoint becomes a model, named by the user."""

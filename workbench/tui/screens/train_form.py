@@ -17,25 +17,27 @@ from textual.message import Message
 from textual.widgets import Button, Input, Label, Select, Static
 
 from ...core.errors import WorkbenchError
+from ...core.training.config import KL_POSITIONS, METHODS, OBJECTIVES, PRECISIONS, SCHEDULES
 
 NO_DATASET = "(none)"
 
 # form field -> (label, kind, choices); kind: int | float | text | choice
 FORM: dict[str, tuple[str, str, tuple | None]] = {
-    "objective": ("Objective", "choice", ("causal", "instruct", "kl-letter")),
-    "method": ("Method", "choice", ("full", "lora", "freeze-attention")),
+    "objective": ("Objective", "choice", OBJECTIVES),
+    "method": ("Method", "choice", METHODS),
     "steps": ("Steps", "int", None),
     "batch": ("Batch", "int", None),
     "seq": ("Sequence length", "int", None),
     "lr": ("Learning rate", "float", None),
     "warmup": ("Warm-up steps", "int", None),
-    "schedule": ("Schedule", "choice", ("cosine", "linear", "constant")),
+    "schedule": ("Schedule", "choice", SCHEDULES),
     "eval_every": ("Validate every", "int", None),
     "save_every": ("Checkpoint every (0 = end)", "int", None),
     "grad_accum": ("Gradient accumulation", "int", None),
-    "precision": ("Precision", "choice", ("auto", "fp32", "bf16")),
+    "precision": ("Precision", "choice", PRECISIONS),
     "seed": ("Seed", "int", None),
     "letter": ("Letter (kl-letter)", "text", None),
+    "kl_positions": ("KL positions (kl-letter)", "choice", KL_POSITIONS),
     "lora_r": ("LoRA rank", "int", None),
     "lora_alpha": ("LoRA alpha", "int", None),
 }
