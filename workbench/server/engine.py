@@ -15,8 +15,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from ..core.errors import WorkbenchError
 from .batching import BatchDecoder, SamplingParams, Sequence
-from .prompts import end_token_ids, has_chat_template, render_chat
 
 GATHER_SECONDS = 0.02      # wait this long after the latest arrival for another one
 GATHER_MAX_SECONDS = 0.1   # but never longer than this before decoding
@@ -61,28 +61,28 @@ class ServedModel:
                 from ..core.models import ModelCache
 
                 registry = self.ctx.registry
-                record = registry.get_model(self.name)
                 started = time.monotonic()
                 self._loaded = ModelCache(max_models=1).get(registry, self.name, self.device, self.dtype)
-                folders = [record.path] + ([registry.get_model(record.parent).path] if record.adapter else [])
-                ends: set[int] = set()
-                for folder in folders:
-                    ends |= end_token_ids(folder, self._loaded.tokenizer)
+                # The end tokens chat uses: generation_config's eos ids (a base's, under an adapter) and EOS.
+                ends = set(self._loaded.chat_format.end_ids)
                 self._decoder = BatchDecoder(self._loaded.model, self._loaded.tokenizer, self._loaded.device, ends)
                 log.info("loaded %s on %s in %.1fs", self.name, self._loaded.device, time.monotonic() - started)
             return self._loaded
 
     def prepare_chat(self, messages: list[dict], max_tokens: int | None) -> Prepared:
+        from ..core import templates
+
         loaded = self.loaded()
-        if not has_chat_template(loaded.tokenizer):
+        fmt = loaded.chat_format
+        if not fmt.is_chat:
             raise RequestError(f"model '{self.name}' has no chat template; use /v1/completions with a prompt",
                                "messages")
+        # The same text and tokens as chat, dialogue and evaluation give this model (core/templates.py).
         try:
-            text = render_chat(loaded.tokenizer, messages)
-        except Exception as error:  # noqa: BLE001 - templates raise their own errors (e.g. role order)
-            raise RequestError(f"the chat template rejected these messages: {error}", "messages") from None
-        ids = loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return self._fit(ids, max_tokens)
+            text = templates.render(loaded.tokenizer, messages, fmt.template, add_generation_prompt=True)
+        except WorkbenchError as error:  # an unknown role, a template that refuses the role order
+            raise RequestError(str(error), "messages") from None
+        return self._fit(templates.encode(loaded.tokenizer, text), max_tokens)
 
     def prepare_completion(self, prompt: str, max_tokens: int | None) -> Prepared:
         from ..core.generation import encode_prompt
