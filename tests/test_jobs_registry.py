@@ -11,7 +11,8 @@ import time
 import pytest
 
 from workbench.core.context import open_workspace
-from workbench.core.jobs import MetricSink, refresh_statuses, pid_alive, hostname
+from workbench.core.job_metrics import MetricSink
+from workbench.core.jobs import refresh_statuses, pid_alive, hostname
 from workbench.core.registry import Registry
 
 
@@ -82,7 +83,7 @@ def test_refresh_marks_dead_and_stale_jobs_interrupted(bare):
 WRITER = """
 import sys, time, threading
 from workbench.core.registry import Registry
-from workbench.core.jobs import MetricSink
+from workbench.core.job_metrics import MetricSink
 from workbench.core.job_runner import Heartbeat
 registry = Registry(sys.argv[1]); job_id = int(sys.argv[2]); n = int(sys.argv[3])
 beat = Heartbeat(registry, job_id, interval=0.01); beat.start()   # a job's heartbeat, very often

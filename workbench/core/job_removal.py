@@ -10,7 +10,10 @@ import shutil
 from dataclasses import dataclass
 
 from .errors import WorkbenchError
-from .jobs import ACTIVE_JOB_STATUSES, FINISHING_S, JobFiles, get_job, wait_runner_gone
+from .job_files import FINISHING_S, JobFiles
+from .job_liveness import wait_runner_gone
+from .jobs import get_job
+from .registry import ACTIVE_JOB_STATUSES
 
 
 @dataclass

@@ -27,8 +27,10 @@ from pathlib import Path
 from .context import open_workspace
 from .errors import WorkbenchError
 from .faults import disk_fault
-from .jobs import (HEARTBEAT_S, RUNNER_MODULE, JobFiles, MetricSink, checkpoint_step, hostname, latest_checkpoint,
-                   read_spec, refresh_statuses, stale_after, take_runner_lock)
+from .job_files import (HEARTBEAT_S, RUNNER_MODULE, JobFiles, checkpoint_step, hostname, latest_checkpoint, read_spec,
+                        stale_after)
+from .job_liveness import refresh_statuses, take_runner_lock
+from .job_metrics import MetricSink
 from .registry import now_iso
 
 ERROR_LINES = 12  # lines of traceback kept in the job's error summary

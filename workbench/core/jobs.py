@@ -26,96 +26,21 @@ Cheap to import: no torch here (the runner imports it).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from .errors import WorkbenchError
+from .job_files import (FINISHING_S, RESUMABLE_STATUSES, RUNNER_MODULE, TERMINAL_STATUSES, JobFiles,
+                        checkpoint_step, default_max_concurrent, hostname, latest_checkpoint, read_spec)
+from .job_liveness import _now, pid_alive, refresh_statuses, wait_runner_gone
 from .registry import ACTIVE_JOB_STATUSES, JobRecord, MetricRecord, ModelRecord, Registry
-from .staging import process_alive
-
-TERMINAL_STATUSES = ("completed", "failed", "cancelled", "interrupted")
-RESUMABLE_STATUSES = ("failed", "cancelled", "interrupted")
-HEARTBEAT_S = 2.0
-DEFAULT_STALE_S = 30.0
-FINISHING_S = 20.0  # how long a resume waits for a stopped job's runner to end
-ENV_STALE = "WORKBENCH_JOB_STALE_S"  # seconds without a heartbeat before a job counts as interrupted
-ENV_MAX_JOBS = "WORKBENCH_MAX_JOBS"  # jobs that may run at once on one device (default 1)
-RUNNER_MODULE = "workbench.core.job_runner"
-METRIC_KEYS = ("step", "split", "loss", "lr", "grad_norm", "tokens_per_s")
-
-
-def hostname() -> str:
-    return socket.gethostname()
-
-
-def stale_after() -> float:
-    try:
-        return float(os.environ.get(ENV_STALE, DEFAULT_STALE_S))
-    except ValueError:
-        return DEFAULT_STALE_S
-
-
-def default_max_concurrent() -> int:
-    try:
-        return max(1, int(os.environ.get(ENV_MAX_JOBS, "1")))
-    except ValueError:
-        return 1
-
-
-# ---------------------------------------------------------------- files of a job
-
-
-class JobFiles:
-    """The paths of jobs/<id>/."""
-
-    def __init__(self, ctx, job_id: int):
-        self.dir = ctx.ws.job_dir(int(job_id))
-
-    def __getattr__(self, name: str) -> Path:
-        names = {"spec": "job.json", "stdout": "stdout.log", "log": "log.jsonl", "stop": "STOP",
-                 "result": "result.json", "error": "error.json", "checkpoints": "checkpoints",
-                 "lock": "runner.lock"}
-        if name not in names:
-            raise AttributeError(name)
-        return self.dir / names[name]
-
-
-def read_spec(ctx, job_id: int) -> dict:
-    path = JobFiles(ctx, job_id).spec
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise WorkbenchError(f"job {job_id} has no {path}; it cannot be run or resumed") from None
-
-
-def latest_checkpoint(ctx, job_id: int) -> str | None:
-    from .training.checkpoints import latest_complete_checkpoint
-
-    found = latest_complete_checkpoint(JobFiles(ctx, job_id).dir)
-    return str(found) if found else None
-
-
-def checkpoint_step(path: str | os.PathLike | None) -> int | None:
-    """The N of .../step-N (None for no checkpoint)."""
-    if not path:
-        return None
-    name = Path(path).name
-    try:
-        return int(name.rsplit("-", 1)[1])
-    except (IndexError, ValueError):
-        return None
-
 
 # ---------------------------------------------------------------- launch
 
@@ -181,136 +106,6 @@ def _spawn(ctx, job_id: int, resume: bool) -> None:
     # still answer os.kill(pid, 0).
     threading.Thread(target=process.wait, name=f"reap-job-{job_id}", daemon=True).start()
     ctx.registry.set_job_status_if(job_id, ["queued"], pid=process.pid, host=hostname())
-
-
-# ---------------------------------------------------------------- liveness
-
-
-def take_runner_lock(files: JobFiles, wait_s: float = 10.0) -> int | None:
-    """The runner's flock on jobs/<id>/runner.lock, held until its process ends (the kernel drops it
-    then, however it ends). Returns the descriptor, or None while another process holds it. Waits a
-    little: a status check may hold it shared for an instant."""
-    fd = os.open(files.lock, os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            # A flock belongs to the open file description, which a forked child (a compile or data
-            # worker) shares: close it there, so the lock ends with this runner and not with its children.
-            os.register_at_fork(after_in_child=lambda: _close_quietly(fd))
-            return fd
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                return None
-            time.sleep(0.05)
-
-
-def _close_quietly(fd: int) -> None:
-    try:
-        os.close(fd)
-    except OSError:
-        pass
-
-
-def wait_runner_gone(ctx, job: JobRecord, timeout: float) -> bool:
-    """Wait up to `timeout` s for the job's runner to end; whether it has."""
-    deadline = time.monotonic() + timeout
-    while runner_lives(ctx, job):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
-def runner_alive(ctx, job_id: int) -> bool:
-    """Whether a runner holds the job's lock (it is alive, however long it has stalled)."""
-    try:
-        fd = os.open(JobFiles(ctx, job_id).lock, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-
-
-def runner_lives(ctx, job: JobRecord) -> bool:
-    """The job's lock is held and its recorded runner process (when one is recorded) is alive. The pid
-    check matters because a process forked by the runner (a compile worker) inherits the locked file
-    description and can hold the lock after the runner itself was killed."""
-    return runner_alive(ctx, job.id) and (not job.pid or pid_alive(job.pid))
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Whether `pid` is a live job runner on this machine (a zombie or a reused pid is not)."""
-    if not pid or not process_alive(pid):
-        return False
-    proc = Path(f"/proc/{pid}")
-    if not Path("/proc/self").exists():
-        return True  # no procfs (macOS): os.kill is all we have
-    try:
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        cmdline = (proc / "cmdline").read_bytes()
-    except (OSError, IndexError):
-        return False
-    # An empty cmdline: the process is in the middle of exec (the launcher's Popen returns before the
-    # kernel has set up the new program's arguments), so it is not yet anything else either.
-    return state not in ("Z", "X") and (not cmdline or RUNNER_MODULE.encode() in cmdline)
-
-
-def _age_s(iso: str | None) -> float:
-    if not iso:
-        return 0.0
-    try:
-        return time.time() - datetime.fromisoformat(iso).timestamp()
-    except ValueError:
-        return 0.0
-
-
-def refresh_statuses(ctx, stale_s: float | None = None) -> list[JobRecord]:
-    """Mark queued/running jobs whose process is gone (same host) or whose heartbeat is older than
-    `stale_s` (default $WORKBENCH_JOB_STALE_S or 30 s) as "interrupted", with their last complete
-    checkpoint; a job whose runner still holds its lock is alive, and back to "running" if it was
-    called interrupted. Returns the jobs it changed."""
-    stale_s = stale_after() if stale_s is None else stale_s
-    here, now, mono, changed = hostname(), time.time(), time.monotonic(), []
-    for job in ctx.registry.list_jobs(["interrupted"]):
-        # Declared dead while its runner lived (a stall, an older workbench): it is running.
-        if job.host in (None, here) and runner_lives(ctx, job) and ctx.registry.set_job_status_if(
-                job.id, ["interrupted"], status="running", ended_at=None, error=None):
-            changed.append(ctx.registry.get_job(job.id))
-    for job in ctx.registry.list_jobs(ACTIVE_JOB_STATUSES):
-        local = job.host in (None, here)
-        if local and runner_lives(ctx, job):
-            continue  # its runner lives: slow is not dead
-        reason = None
-        if job.pid and local and not pid_alive(job.pid):
-            reason = f"its process {job.pid} is gone"
-        elif local and job.heartbeat_mono is not None and 0 <= job.heartbeat_mono <= mono:
-            if mono - job.heartbeat_mono > stale_s:  # the monotonic clock: immune to clock jumps
-                reason = f"no heartbeat for {mono - job.heartbeat_mono:.0f} s"
-        elif job.heartbeat_at is not None and now - job.heartbeat_at > stale_s:
-            reason = f"no heartbeat for {now - job.heartbeat_at:.0f} s"
-        elif job.pid is None and job.heartbeat_at is None and _age_s(job.created_at) > stale_s:
-            reason = "its process never started"
-        if reason is None:
-            continue
-        checkpoint = latest_checkpoint(ctx, job.id) or job.last_checkpoint
-        if ctx.registry.set_job_status_if(job.id, [job.status], status="interrupted", ended_at=_now(),
-                                          last_checkpoint=checkpoint, error=f"interrupted: {reason}"):
-            changed.append(ctx.registry.get_job(job.id))
-    return changed
-
-
-def _now() -> str:
-    from .registry import now_iso
-
-    return now_iso()
 
 
 # ---------------------------------------------------------------- watch
@@ -511,69 +306,3 @@ def register_job_model(ctx, job_id: int, name: str | None = None) -> ModelRecord
     return register_result(ctx, config, Path(checkpoint), job_id=job_id)
 
 
-# ---------------------------------------------------------------- metric sink (used by the runner)
-
-
-class MetricSink:
-    """on_metrics for a job: buffers rows and flushes them to the registry (one short transaction,
-    which also moves the job's step) and to log.jsonl, every `interval` seconds or `max_rows` rows,
-    and at once at each multiple of `save_every` (the loop reports a step before checkpointing it),
-    so every row up to the last complete checkpoint is stored even if the job is then killed."""
-
-    def __init__(self, registry: Registry, job_id: int, log_path: Path | None, interval: float = 0.5,
-                 max_rows: int = 256, save_every: int = 0, timeout_ms: int = 5_000):
-        self.registry, self.job_id, self.log_path = registry, int(job_id), log_path
-        self.timeout_ms = timeout_ms  # how long one flush waits on a busy registry before buffering
-        self.interval, self.max_rows, self.save_every = interval, max_rows, save_every
-        self._rows: list[dict] = []
-        self._lock = threading.Lock()
-        self._last_flush = time.monotonic()
-        self.step = 0
-
-    def __call__(self, rows: list[dict]) -> None:
-        checkpoint_next = False
-        with self._lock:
-            for row in rows:
-                clean = {key: _plain(row.get(key)) for key in METRIC_KEYS if key in row}
-                self._rows.append(clean)
-                if clean.get("split", "train") == "train" and clean.get("step") is not None:
-                    self.step = max(self.step, int(clean["step"]))
-                    checkpoint_next |= bool(self.save_every) and self.step % self.save_every == 0
-            due = (checkpoint_next or len(self._rows) >= self.max_rows
-                   or time.monotonic() - self._last_flush >= self.interval)
-        if due:
-            self.flush()
-
-    def flush(self, final: bool = False) -> None:
-        """Store the buffered rows. A registry that stays locked (or busy past a short wait) keeps
-        them buffered for the next flush instead of failing the job; the final flush waits longer."""
-        with self._lock:
-            self._last_flush = time.monotonic()
-            if not self._rows:
-                return
-            rows, step = list(self._rows), self.step
-            attempts = 6 if final else 1
-            for attempt in range(attempts):
-                try:
-                    self.registry.add_metrics(self.job_id, rows, job_step=step, timeout_ms=self.timeout_ms)
-                    break
-                except WorkbenchError as error:
-                    if "locked" not in str(error) and "busy" not in str(error):
-                        raise
-                    if attempt == attempts - 1:
-                        print(f"metrics: registry busy, {len(rows)} row(s) kept for the next flush",
-                              file=sys.stderr, flush=True)
-                        return
-                    time.sleep(0.5 * (attempt + 1))
-            self._rows = self._rows[len(rows):]
-            if self.log_path is not None:  # after the registry took them: each row once in both
-                with open(self.log_path, "a") as log:
-                    for row in rows:
-                        log.write(json.dumps({"time": round(time.time(), 3), **row}) + "\n")
-
-
-def _plain(value: Any) -> Any:
-    """Tensors and numpy scalars become plain numbers."""
-    if hasattr(value, "item"):
-        return value.item()
-    return value
