@@ -142,6 +142,8 @@ def run_eval(ctx, params: dict, env) -> dict:
             result = evaluate(ctx, models, EvalRequest(metrics=["ppl"], **target, **base), **hooks)
             for report in result["results"]:
                 out["ppl"][report["model"]][label] = report["metrics"]["perplexity"]
+        if params.get("instructions"):
+            _answers_ppl(ctx, models, params["instructions"], params.get("split", "test"), env, out["ppl"])
         if params.get("own"):
             out["own_lower"] = _own_lower(out["ppl"], params["own"])
             out["separates"] = all(out["own_lower"].values())
@@ -196,6 +198,19 @@ def _own_lower(matrix: dict, own: dict) -> dict[str, bool]:
         mine = matrix[model][dataset]
         verdict[model] = all(mine < row[dataset] for other, row in matrix.items() if other != model)
     return verdict
+
+
+def _answers_ppl(ctx, models: list[str], dataset: str, split: str, env, table: dict) -> None:
+    """Each model's perplexity on the answers of the held-out records (what instruction tuning trains)."""
+    from ..data import read_instructions
+    from ..evaluation.answer_perplexity import answer_perplexity
+
+    records = read_instructions(ctx, dataset, split)
+    for model in models:
+        env.note(f"answer perplexity of {model} on {dataset} ({split})")
+        loaded = env.cache.get(ctx.registry, model)
+        table[model][f"{dataset}:answers"] = answer_perplexity(loaded, records,
+                                                               ctx.registry.get_model(model).path)["perplexity"]
 
 
 def _render_instructions(ctx, dataset: str, split: str, env) -> Path:
