@@ -186,7 +186,8 @@ def worker(args) -> int:
         out = run_hf(record.path, blocks, args.steps, kind == "hf_bf16", Path(args.home) / args.worker,
                      args.method, lr)
     elif kind == "ours":
-        out = run_ours(ctx, args.steps, args.worker, args.method, lr, compile_body=args.compile_body)
+        out = run_ours(ctx, args.steps, args.worker, args.method, lr, compile_body=args.compile_body,
+                       precision=args.precision)
     elif args.worker == "levers":
         for i, (label, options) in enumerate(LEVERS):
             out[label] = run_ours(ctx, args.steps, f"lever{i}", args.method, lr, **options)
@@ -199,7 +200,8 @@ def spawn(args, name: str, steps: int, env: dict | None = None) -> dict:
 
     result = Path(args.home) / f"{name}.json"
     command = [sys.executable, __file__, "--worker", name, "--home", str(args.home), "--result", str(result),
-               "--steps", str(steps), "--threads", str(args.threads), "--model", args.model, "--method", args.method]
+               "--steps", str(steps), "--threads", str(args.threads), "--model", args.model, "--method", args.method,
+               "--precision", args.precision]
     if args.compile_body:
         command.append("--compile-body")
     done = subprocess.run(command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
@@ -271,6 +273,10 @@ def main() -> int:
     parser.add_argument("--compile-body", action="store_true", help="our run also torch.compiles the body")
     parser.add_argument("--corpus", default=str(ROOT.parent / "shared" / "corpora" / "alice.txt"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
+                        help="ours: bf16 autocast or fp32, and the HF Trainer peer likewise (bf16=True or its fp32 "
+                             "default); auto: bf16 where the CPU computes it natively (AVX512-BF16 or AMX), else "
+                             "fp32, as `workbench train --precision auto` decides")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--home", default=None, help=argparse.SUPPRESS)
@@ -291,6 +297,9 @@ def main() -> int:
     if not Path(args.corpus).is_file():
         print(f"corpus {args.corpus} not found", file=sys.stderr)
         return 1
+    if args.precision == "auto":
+        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        args.precision = "bf16" if native else "fp32"
     if args.model != "ref":  # the lever ladder and the fp32 peer are for the reference shape
         args.no_levers = args.no_hf_fp32 = True
     configure(args.model, args.steps)
@@ -306,20 +315,24 @@ def main() -> int:
 
     peak_bf16 = peak_fp32 = None
     if not args.no_peak:
-        peak_bf16 = matmul_peak(torch.bfloat16)
+        if args.precision == "bf16":  # without native bf16 this alone takes minutes (and is not used)
+            peak_bf16 = matmul_peak(torch.bfloat16)
         peak_fp32 = matmul_peak(torch.float32)
-        print(f"measured matmul peak: bf16 {peak_bf16:.0f} GFLOP/s, fp32 {peak_fp32:.0f} GFLOP/s", flush=True)
+        print(f"measured matmul peak: bf16 {peak_bf16 or 0:.0f} GFLOP/s, fp32 {peak_fp32:.0f} GFLOP/s "
+              f"(this run: {args.precision})", flush=True)
 
     runs: dict[str, list[dict]] = {"ours": [], "hf_bf16": [], "hf_fp32": []}
     for round_no in range(1, args.rounds + 1):
         suffix = f"-{round_no}" if args.rounds > 1 else ""
-        print(f"round {round_no}: ours (bf16 autocast, chunked LM head + compiled CE kernel, fused AdamW, "
+        mode = "bf16 autocast" if args.precision == "bf16" else "fp32"
+        print(f"round {round_no}: ours ({mode}, chunked LM head + compiled CE kernel, fused AdamW, "
               "malloc reuse)...", flush=True)
         runs["ours"].append(spawn(args, "ours" + suffix, args.steps))
-        print(f"round {round_no}: HF Trainer bf16=True{' + peft LoRA' if args.method == 'lora' else ''}...",
-              flush=True)
-        runs["hf_bf16"].append(spawn(args, "hf_bf16" + suffix, args.steps))
-        if not args.no_hf_fp32:
+        if args.precision == "bf16":
+            print(f"round {round_no}: HF Trainer bf16=True{' + peft LoRA' if args.method == 'lora' else ''}...",
+                  flush=True)
+            runs["hf_bf16"].append(spawn(args, "hf_bf16" + suffix, args.steps))
+        if not args.no_hf_fp32 or args.precision == "fp32":
             print(f"round {round_no}: HF Trainer fp32 (its default)...", flush=True)
             runs["hf_fp32"].append(spawn(args, "hf_fp32" + suffix, args.steps))
     results = {name: merge_rounds(r, tokens_per_step) for name, r in runs.items() if r}
@@ -362,10 +375,11 @@ def main() -> int:
     fpt = model_flops(args, record, vocab)
     mfu = None
     print(f"ours: {fpt / 1e6:.1f} MFLOP per token, {ours['median_tok_s'] * fpt / 1e9:.0f} GFLOP/s", end="")
-    if peak_bf16:
-        mfu = ours["median_tok_s"] * fpt / (peak_bf16 * 1e9)
-        print(f"; MFU {mfu * 100:.1f}% of the measured bf16 peak (best step "
-              f"{ours['best_tok_s'] * fpt / (peak_bf16 * 1e9) * 100:.1f}%)", end="")
+    peak = peak_bf16 if args.precision == "bf16" else peak_fp32
+    if peak:
+        mfu = ours["median_tok_s"] * fpt / (peak * 1e9)
+        print(f"; MFU {mfu * 100:.1f}% of the measured {args.precision} peak (best step "
+              f"{ours['best_tok_s'] * fpt / (peak * 1e9) * 100:.1f}%)", end="")
     print()
     print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machines: "
           "compare ratios from the same run, not absolute figures)")

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from workbench.core.training.kl_loss import kl_loss, reference_kl_loss
+from tiny_families import family_tokenizer_dir, tiny_family  # noqa: F401  (fixtures)
 
 
 def _case(bias: bool, seed: int = 0):
@@ -64,3 +65,27 @@ def test_kl_positions_is_checked():
     config = TrainConfig(base_model="tiny-neo", dataset=None, out="x", objective="kl-letter", kl_positions="some")
     with pytest.raises(WorkbenchError, match="kl-positions"):
         config.validate_values()
+
+
+@pytest.mark.parametrize("positions", ["all", "final"])
+def test_the_kl_sees_gemma2s_soft_capped_logits(tiny_family, positions):  # noqa: F811
+    """Gemma 2 soft-caps its logits (cap * tanh(logits / cap)): the KL objective must score the model's
+    real distribution, as a plain computation from its own forward's logits does."""
+    from transformers import AutoModelForCausalLM
+
+    from workbench.core.training.objectives import make_loss_module
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_family("gemma2"), dtype=torch.float32).eval()
+    assert model.config.final_logit_softcapping
+    model.config.final_logit_softcapping = 0.5  # a tiny random model's logits are far below Gemma's 30
+    vocab = model.config.vocab_size
+    q = torch.zeros(vocab)
+    q[[3, 7, 11]] = 1 / 3
+    ids = torch.randint(0, vocab, (2, 9), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    module = make_loss_module(model, "kl-letter", target=q, kl_positions=positions, speedups=False)
+    loss, _ = module(ids, attention_mask=mask)
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=mask).logits
+    assert float(loss) == pytest.approx(float(reference_kl_loss(logits, q, mask, positions)), rel=1e-4)

@@ -29,6 +29,15 @@ class HeadSpec:
             parts.append(f"soft-capped at {self.softcap:g}")
         return ", ".join(parts)
 
+    @property
+    def is_plain(self) -> bool:
+        """The logits are lm_head(hidden) as they are."""
+        return self.scale == 1.0 and not self.softcap
+
+    def wrap(self, head):
+        """A callable giving the model's logits from hidden states: the head, then this scaling."""
+        return lambda hidden: self.apply(head(hidden))
+
     def apply(self, logits):
         """The model's logits from the plain head output (for callers that hold full logits)."""
         import torch

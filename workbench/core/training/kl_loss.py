@@ -130,7 +130,7 @@ def reference_kl_loss(logits: torch.Tensor, q: torch.Tensor, attention_mask=None
     """The plain computation from full fp32 logits (tests): the same sum of per-sequence means."""
     log_p = torch.log_softmax(logits.float(), dim=-1)
     per_position = torch.nn.functional.kl_div(log_p, q.expand_as(log_p), reduction="none").sum(-1)
-    mask = attention_mask.float() if attention_mask is not None else torch.ones(per_position.shape)
+    mask = attention_mask.to(per_position.dtype) if attention_mask is not None else torch.ones_like(per_position)
     if positions == "final":
         last = mask.sum(1).long() - 1
         return per_position[torch.arange(len(last)), last].sum()

@@ -223,6 +223,11 @@ def make_loss_module(model, objective: str, target=None, fast: bool = True, chun
         from .head import head_spec
 
         spec, fallback = head_spec(model)
+    kl_spec = None
+    if objective == "kl-letter":  # the KL must see the model's real logits (Gemma 2 soft-caps them)
+        from .head import head_spec
+
+        kl_spec, _ = head_spec(model)
 
     class LossModule(torch.nn.Module):
         def __init__(self):
@@ -242,11 +247,7 @@ def make_loss_module(model, objective: str, target=None, fast: bool = True, chun
         def forward(self, input_ids, labels=None, attention_mask=None):
             body, head = self._parts
             if objective == "kl-letter":
-                from .kl_loss import kl_loss
-
-                hidden = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)[0]
-                loss = kl_loss(hidden, head, self.target, attention_mask, kl_positions, fast=fast)
-                return loss, input_ids.new_tensor(input_ids.shape[0])
+                return self._kl(body, head, input_ids, attention_mask), input_ids.new_tensor(input_ids.shape[0])
             shifted = labels[:, 1:]
             keep = shifted != IGNORE
             if self.head_spec is None:
@@ -264,5 +265,16 @@ def make_loss_module(model, objective: str, target=None, fast: bool = True, chun
             loss = linear_cross_entropy(h, head.weight, y, chunk=chunk or DEFAULT_CHUNK, use_compile=use_compile,
                                         bias=head.bias, scale=spec.scale, softcap=spec.softcap)
             return loss, keep.sum()
+
+        def _kl(self, body, head, input_ids, attention_mask):
+            from .kl_loss import kl_loss, reference_kl_loss
+
+            if kl_spec is None:  # logits we cannot rebuild from hidden states: the model's own, in full
+                logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+                return reference_kl_loss(logits, self.target, attention_mask, kl_positions)
+            hidden = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)[0]
+            if kl_spec.is_plain:
+                return kl_loss(hidden, head, self.target, attention_mask, kl_positions, fast=fast)
+            return kl_loss(hidden, kl_spec.wrap(head), self.target, attention_mask, kl_positions, fast=False)
 
     return LossModule()
