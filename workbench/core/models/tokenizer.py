@@ -59,3 +59,9 @@ def quiet_transformers() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    # transformers imports torchao (when installed, for int8 export) on every model load; it then logs
+    # "Failed to load ...so" for GPU kernels and torch warns about its enums: noise in every job log.
+    import logging
+
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)

@@ -101,7 +101,10 @@ class ChatScreen(WorkbenchScreen):
         if current in names:
             select.value = current
         elif names and select.value is Select.NULL:
-            select.value = names[0]
+            from ...core.models.starter import CHAT_STARTER
+
+            # Start on the chat model (the starter tiny-neo is an untrained base, registered first).
+            select.value = CHAT_STARTER if CHAT_STARTER in names else names[0]
         self._pending_model = None
 
     def use_model(self, name: str) -> None:

@@ -93,8 +93,10 @@ class TrainScreen(WorkbenchScreen):
                         with Horizontal(id="job-progress-row"):
                             yield ProgressBar(total=100, show_eta=False, id="job-progress")
                             yield Label("", id="job-stats", markup=False)
+                        # min_width: RichLog wraps at 78 columns by default, wider than this pane at
+                        # 80x24, which hid the middle of every long line.
                         log = RichLog(id="job-log", max_lines=LOG_LINES, wrap=True, markup=False,
-                                      highlight=False, auto_scroll=True)
+                                      highlight=False, auto_scroll=True, min_width=20)
                         log.border_title = "Log"
                         yield log
             with TabPane("New job (n)", id="new-pane"):
