@@ -341,6 +341,7 @@ job = launch_job(ctx, TrainConfig.from_dict(__import__("json").loads(sys.argv[2]
 print(job.id, flush=True)
 for row in follow_metrics(ctx, job.id):   # like the app or `jobs logs -f`: attached to the job
     print(row.step, row.loss, flush=True)
+__import__("time").sleep(600)  # still attached (a terminal left open) when the hang-up comes
 """
 
 
@@ -348,7 +349,8 @@ def test_sighup_to_the_launcher_leaves_the_job_running(jobctx, tmp_path):
     ctx = jobctx
     script = tmp_path / "launcher.py"
     script.write_text(LAUNCHER)
-    config = make_config("mini-h", steps=40, save_every=0, eval_every=0)
+    # Enough steps that the job is still running when the hang-up comes, however loaded the machine.
+    config = make_config("mini-h", steps=150, save_every=0, eval_every=0)
     # The launcher leads its own session, as a shell in a terminal does; a hang-up hits its group.
     launcher = subprocess.Popen([sys.executable, str(script), str(ctx.ws.home), json.dumps(config.to_dict())],
                                 stdout=subprocess.PIPE, text=True, start_new_session=True)
@@ -363,7 +365,7 @@ def test_sighup_to_the_launcher_leaves_the_job_running(jobctx, tmp_path):
     assert refresh_statuses(ctx) == []
     assert ctx.registry.get_job(job_id).status == "running"
     done = assert_ended(ctx, job_id, "completed")
-    assert done.step == 40 and ctx.registry.find_model("mini-h")
+    assert done.step == 150 and ctx.registry.find_model("mini-h")
 
 
 # ---------------------------------------------------------------- torchrun
