@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .job_files import RUNNER_MODULE, JobFiles, hostname, latest_checkpoint, stale_after
-from .registry import ACTIVE_JOB_STATUSES, JobRecord
+from .registry import ACTIVE_JOB_STATUSES, JobRecord, now_iso
 from .staging import process_alive
 
 
@@ -129,13 +129,7 @@ def refresh_statuses(ctx, stale_s: float | None = None) -> list[JobRecord]:
         if reason is None:
             continue
         checkpoint = latest_checkpoint(ctx, job.id) or job.last_checkpoint
-        if ctx.registry.set_job_status_if(job.id, [job.status], status="interrupted", ended_at=_now(),
+        if ctx.registry.set_job_status_if(job.id, [job.status], status="interrupted", ended_at=now_iso(),
                                           last_checkpoint=checkpoint, error=f"interrupted: {reason}"):
             changed.append(ctx.registry.get_job(job.id))
     return changed
-
-
-def _now() -> str:
-    from .registry import now_iso
-
-    return now_iso()

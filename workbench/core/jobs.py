@@ -39,8 +39,8 @@ from pathlib import Path
 from .errors import WorkbenchError
 from .job_files import (FINISHING_S, RESUMABLE_STATUSES, RUNNER_MODULE, TERMINAL_STATUSES, JobFiles,
                         checkpoint_step, default_max_concurrent, hostname, latest_checkpoint, read_spec)
-from .job_liveness import _now, pid_alive, refresh_statuses, wait_runner_gone
-from .registry import ACTIVE_JOB_STATUSES, JobRecord, MetricRecord, ModelRecord, Registry
+from .job_liveness import pid_alive, refresh_statuses, wait_runner_gone
+from .registry import ACTIVE_JOB_STATUSES, JobRecord, MetricRecord, ModelRecord, Registry, now_iso
 
 # ---------------------------------------------------------------- launch
 
@@ -99,7 +99,7 @@ def _spawn(ctx, job_id: int, resume: bool) -> None:
             process = subprocess.Popen(command, stdin=devnull, stdout=out, stderr=subprocess.STDOUT,
                                        cwd=files.dir, env=env, start_new_session=True, close_fds=True)
     except OSError as error:
-        ctx.registry.set_job_status_if(job_id, ["queued"], status="failed", ended_at=_now(),
+        ctx.registry.set_job_status_if(job_id, ["queued"], status="failed", ended_at=now_iso(),
                                        error=f"could not start the job process: {error}")
         raise WorkbenchError(f"could not start job {job_id}: {error}") from None
     # Reap it when it ends, so a long-lived launcher (the app, a test) keeps no zombie that would
@@ -195,10 +195,10 @@ def cancel_job(ctx, job_id: int, force: bool = False, timeout: float | None = No
     files = JobFiles(ctx, job_id)
     escalate = force or files.stop.exists()
     files.stop.parent.mkdir(parents=True, exist_ok=True)
-    files.stop.write_text(_now() + "\n")
+    files.stop.write_text(now_iso() + "\n")
     local = job.host in (None, hostname())
     if job.pid is None or (local and not pid_alive(job.pid)):
-        ctx.registry.set_job_status_if(job_id, ACTIVE_JOB_STATUSES, status="cancelled", ended_at=_now(),
+        ctx.registry.set_job_status_if(job_id, ACTIVE_JOB_STATUSES, status="cancelled", ended_at=now_iso(),
                                        last_checkpoint=latest_checkpoint(ctx, job_id))
         return ctx.registry.get_job(job_id)
     if not local:
@@ -225,7 +225,7 @@ def _kill(ctx, job: JobRecord) -> JobRecord:
     deadline = time.monotonic() + 10
     while pid_alive(job.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    ctx.registry.set_job_status_if(job.id, ACTIVE_JOB_STATUSES, status="cancelled", ended_at=_now(),
+    ctx.registry.set_job_status_if(job.id, ACTIVE_JOB_STATUSES, status="cancelled", ended_at=now_iso(),
                                    last_checkpoint=latest_checkpoint(ctx, job.id),
                                    error="killed (SIGKILL) by cancel")
     return ctx.registry.get_job(job.id)
