@@ -113,3 +113,47 @@ async def test_at_80_columns_the_chat_settings_fold_away_and_ctrl_t_brings_them_
     app = WorkbenchApp(home, start_mode="chat")
     async with app.run_test(size=(120, 36)) as pilot:
         assert app.screen.query_one("#chat-settings").display
+
+
+async def test_esc_leaves_a_text_box_so_that_help_and_digits_work_again(home):
+    from workbench.tui.screens.help import HelpScreen
+
+    for mode in ("chat", "dialogue"):
+        app = WorkbenchApp(home, start_mode=mode)
+        async with app.run_test(size=(80, 24)) as pilot:
+            field = app.screen.query_one("#chat-input" if mode == "chat" else "#dialogue-opening", Input)
+            field.focus()
+            await pilot.press("h", "i", "question_mark", "1")
+            assert field.value == "hi?1" and app.current_mode == mode  # a text box types them
+            await pilot.press("escape")
+            await pilot.pause()
+            assert app.focused is not field and any("left the text box" in n for n in notes(app))
+            await pilot.press("question_mark")
+            await pilot.pause()
+            assert isinstance(app.screen, HelpScreen)
+            await pilot.press("escape")
+            await pilot.pause()
+            app.set_focus(None)
+            await pilot.press("2")
+            await pilot.pause()
+            assert app.current_mode == "data" and field.value == "hi?1"  # nothing typed was lost
+
+
+async def test_at_80x24_a_form_says_when_fields_are_hidden_below_the_fold(home):
+    from workbench.tui.widgets.hinted_scroll import HINT
+
+    app = WorkbenchApp(home, start_mode="train")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        fields = app.screen.query_one("#train-fields")
+        assert fields.max_scroll_y > 0 and fields.border_subtitle == HINT and fields.has_class("-more-below")
+        fields.scroll_end(animate=False)
+        await pilot.pause()
+        await pilot.pause()
+        assert fields.border_subtitle == "" and not fields.has_class("-more-below")
+    app = WorkbenchApp(home, start_mode="train")
+    async with app.run_test(size=(120, 60)) as pilot:  # a tall terminal hides nothing: no hint
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.screen.query_one("#train-fields").border_subtitle == ""

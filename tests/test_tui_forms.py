@@ -95,6 +95,8 @@ async def test_evaluate_runs_perplexity_on_each_dataset_and_x_ratio_together_and
         await pilot.pause()
         samples = visible_text(screen.query_one("#eval-samples", Static))
         assert "base rate" in samples and "greedy" in samples and samples.count("%:") == 2
+        # the x-ratio's own length, not the settings panel's "up to N new tokens"
+        assert "exactly 4 new tokens per sample" in samples and "up to" not in samples
         assert models.highlighted == 0  # the list cursor stays where it was after the run
         assert table_column(table)[0] == "tiny-neo"
 

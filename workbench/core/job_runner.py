@@ -297,8 +297,10 @@ def finish(ctx, job_id: int, heartbeat: Heartbeat, result: dict | None = None, f
     registry.set_job_status_if(job_id, active, **changes)
     note = f" as '{result['model']}'" if result.get("model") else ""
     if status == "cancelled":
-        note = (f" at step {checkpoint_step(checkpoint)}; register its model so far with "
-                f"`workbench jobs register {job_id}`, or continue with `workbench jobs resume {job_id}`")
+        # The log is read in the app and in a shell: name both ways (the Train screen's keys, the CLI).
+        note = (f" at step {checkpoint_step(checkpoint)}; register its model so far (key g on the Train "
+                f"screen, or `workbench jobs register {job_id}`) or continue it (key u, or "
+                f"`workbench jobs resume {job_id}`)")
     print(f"job {job_id}: {status}{note}", file=sys.stderr, flush=True)
     return 0
 

@@ -46,6 +46,8 @@ class WorkbenchApp(App):
         *[Binding(f"f{key}", f"show_mode('{name}')", title, show=False, priority=True)
           for name, (key, title, _) in MODES_SPEC.items()],
         Binding("question_mark", "help", "Help", key_display="?"),
+        # Screens without their own Esc: it leaves a text box, so that ? and 1-6 work again.
+        Binding("escape", "screen.leave_text_field", "Leave field", show=False),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 

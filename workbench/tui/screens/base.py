@@ -90,6 +90,18 @@ class WorkbenchScreen(Screen):
 
         self.run_worker(body, thread=True, exclusive=True, group=group, exit_on_error=False, name=group)
 
+    def leave_text_field(self) -> None:
+        """Esc with nothing to stop: leave the text box, so that ? and the digit keys (which a text box
+        types) reach the app again."""
+        from textual.widgets import Input, TextArea
+
+        if isinstance(self.focused, (Input, TextArea)):
+            self.set_focus(None)
+            self.notify("left the text box: ? help, 1-6 switch screens, Tab goes back", timeout=4)
+
+    def action_leave_text_field(self) -> None:
+        self.leave_text_field()
+
     def operation_ended(self, group: str, ok: bool, data=None) -> None:
         """Hook: a worker of `group` finished (successfully or not)."""
 

@@ -45,8 +45,8 @@ class ChatDone(Message):
 
 
 class ChatScreen(WorkbenchScreen):
-    """Talk to a model: type and Enter; Esc stops a reply. Sessions save (ctrl+s) and load (ctrl+o);
-    ctrl+t shows or hides the generation settings."""
+    """Talk to a model: type and Enter; Esc stops a reply (or leaves the text box). Sessions save (ctrl+s)
+    and load (ctrl+o); ctrl+t shows or hides the generation settings."""
 
     MODE = "chat"
     BINDINGS = [
@@ -223,9 +223,16 @@ class ChatScreen(WorkbenchScreen):
             self.set_status("")
 
     def action_stop(self) -> None:
-        if self.generating:
-            self.stop_event.set()
-            self.set_status("stopping...")
+        if not self.stop_reply():
+            self.leave_text_field()
+
+    def stop_reply(self) -> bool:
+        """Stop a reply being generated; False when none is."""
+        if not self.generating:
+            return False
+        self.stop_event.set()
+        self.set_status("stopping...")
+        return True
 
     def action_toggle_settings(self) -> None:
         panel = self.query_one(SettingsPanel)
@@ -236,7 +243,7 @@ class ChatScreen(WorkbenchScreen):
     def action_new_session(self) -> None:
         from ...core.sessions import Session
 
-        self.action_stop()
+        self.stop_reply()
         self.reply_bubble = None
         self.session = Session("chat", [])
         self.dirty = False
@@ -276,7 +283,7 @@ class ChatScreen(WorkbenchScreen):
         except WorkbenchError as error:
             self.wb.report_error(error)
             return
-        self.action_stop()
+        self.stop_reply()
         self.reply_bubble = None
         self.session = session
         self.dirty = False

@@ -8,12 +8,13 @@ from typing import Callable
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.content import Content
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Select
 from textual.widgets.option_list import Option
 
 from ...core.errors import WorkbenchError
+from ..widgets.hinted_scroll import HintedScroll
 from ..widgets.toggles import Tick
 
 
@@ -123,7 +124,7 @@ class FormDialog(_FormScreen):
         self.submit_label = submit_label
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(classes="dialog form") as box:
+        with HintedScroll(classes="dialog form") as box:
             box.border_title = self.title_text
             for field in self.fields:
                 if field.flag:
@@ -213,7 +214,7 @@ class FilePickerDialog(_FormScreen):
         self._name_touched = False
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(classes="dialog picker") as box:
+        with HintedScroll(classes="dialog picker") as box:
             box.border_title = self.title_text
             if self.note:
                 yield Label(self.note, classes="hint", markup=False)

@@ -46,7 +46,7 @@ class DialogueFinished(Message):
 
 
 class DialogueScreen(WorkbenchScreen):
-    """Two models talk: pick A and B, type an opening line, Enter starts, Esc stops, ctrl+s saves."""
+    """Two models talk: pick A and B, type an opening line, Enter starts, Esc stops (or leaves the text box), ctrl+s saves."""
 
     MODE = "dialogue"
     BINDINGS = [
@@ -206,16 +206,23 @@ class DialogueScreen(WorkbenchScreen):
             self.set_status("")
 
     def action_stop(self) -> None:
-        if self.running:
-            self.stop_event.set()
-            self.running = False
-            turns = len(self.session.turns) - 1
-            self.set_status(f"stopped after {turns} turns (ctrl+s saves the transcript)")
+        if not self.stop_dialogue():
+            self.leave_text_field()
+
+    def stop_dialogue(self) -> bool:
+        """Stop a running dialogue; False when none runs."""
+        if not self.running:
+            return False
+        self.stop_event.set()
+        self.running = False
+        turns = len(self.session.turns) - 1
+        self.set_status(f"stopped after {turns} turns (ctrl+s saves the transcript)")
+        return True
 
     def action_clear(self) -> None:
         from ...core.sessions import Session
 
-        self.action_stop()
+        self.stop_dialogue()
         self.session = Session("dialogue", [])
         self.query_one(Transcript).clear()
         self.set_status("")

@@ -52,13 +52,16 @@ def result_rows(report: dict, earlier: dict[str, list]) -> list[tuple[str, list[
     return rows
 
 
-def generation_line(settings: dict | None) -> str:
+def generation_line(settings: dict | None, new_tokens: str | None = None) -> str:
+    """How the text was generated; `new_tokens` replaces the settings' "up to N new tokens" where a metric
+    fixes its own length (the x-ratio generates exactly its N tokens)."""
     if not settings:
-        return "generation: greedy"
+        return f"generation: greedy, {new_tokens}" if new_tokens else "generation: greedy"
     how = (f"sampling (temperature {number(settings.get('temperature'))}, top-k {settings.get('top_k')}, "
            f"top-p {number(settings.get('top_p'))}, seed {settings.get('seed')})"
            if settings.get("do_sample") else "greedy")
-    return f"generation: {how}, up to {settings.get('max_new_tokens')} new tokens"
+    length = new_tokens or f"up to {settings.get('max_new_tokens')} new tokens"
+    return f"generation: {how}, {length}"
 
 
 def _sample(label: str, text: str) -> Text:
@@ -88,8 +91,8 @@ def samples_view(report: dict, key: str | None) -> Group:
         parts.append(Text(f"share of generated tokens containing '{settings.get('letter', 'x')}': "
                           f"{percent(result['metrics']['x_ratio'])} "
                           f"(the vocabulary's base rate: {percent(details.get('base_rate'))})"))
-        parts.append(Text(f"{settings.get('tokens')} tokens per sample; "
-                          f"{generation_line(result.get('generation'))}", style="dim"))
+        exactly = f"exactly {settings.get('tokens')} new tokens per sample"
+        parts.append(Text(generation_line(result.get("generation"), exactly), style="dim"))
         for sample in result.get("samples", {}).get("x_ratio", []):
             parts.append(_sample(f"{percent(sample.get('ratio'))}", sample.get("text", "")))
     elif metric.startswith("rouge") or metric in REF_METRICS:

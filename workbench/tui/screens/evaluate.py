@@ -18,6 +18,7 @@ from textual.widgets import (Button, Collapsible, DataTable, Input, Label, Progr
 
 from ...core.errors import WorkbenchError
 from ..format import number
+from ..widgets.hinted_scroll import HintedScroll
 from ..widgets.settings import SettingsPanel
 from ..widgets.tables import selected_key
 from ..widgets.toggles import CheckList
@@ -26,8 +27,8 @@ from .dialogs import FilePickerDialog
 from .eval_results import report_warnings, result_rows, samples_view
 
 METRICS = [("perplexity", "ppl"), ("x-token ratio", "x-ratio"), ("style attribution", "style"),
-           ("BLEU (needs refs)", "bleu"), ("ROUGE (needs refs)", "rouge"), ("token F1 (needs refs)", "f1"),
-           ("exact match (needs refs)", "exact-match")]
+           ("BLEU (refs)", "bleu"), ("ROUGE (refs)", "rouge"), ("token F1 (refs)", "f1"),
+           ("exact match (refs)", "exact-match")]
 REF_TASKS = ("bleu", "rouge", "f1", "exact-match")
 PROGRESS_EVERY_S = 0.1
 GENERATES = ("x-ratio", "style") + REF_TASKS
@@ -85,7 +86,7 @@ class EvaluateScreen(WorkbenchScreen):
         with Horizontal(id="eval-body"):
             with Vertical(id="eval-side", classes="panel") as side:
                 side.border_title = "Evaluate"
-                with VerticalScroll(id="eval-form"):
+                with HintedScroll(id="eval-form"):
                     yield Label("Models (space ticks)")
                     yield CheckList(id="eval-models")
                     yield Label("Metrics")
@@ -97,7 +98,7 @@ class EvaluateScreen(WorkbenchScreen):
                     yield Select([(s, s) for s in ("test", "val", "train")], value="test", allow_blank=False,
                                  id="eval-split", compact=True)
                     yield Label("References JSONL (ctrl+o picks)")
-                    yield Input("", placeholder="for BLEU / ROUGE", id="eval-refs", compact=True)
+                    yield Input("", placeholder="for BLEU, ROUGE, F1, exact match", id="eval-refs", compact=True)
                     with Collapsible(title="Generation settings", id="eval-generation"):
                         yield Label("X-ratio: tokens per sample")
                         yield Input("200", id="eval-tokens", compact=True, type="integer")
@@ -313,6 +314,8 @@ class EvaluateScreen(WorkbenchScreen):
         if self.running:
             self.stop_event.set()
             self.query_one("#eval-stage", Label).update("stopping...")
+        else:
+            self.leave_text_field()
 
     def on_eval_finished(self, message: EvalFinished) -> None:
         self.running = False

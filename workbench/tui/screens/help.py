@@ -16,6 +16,7 @@ from ..modes import MODES_SPEC
 APP_KEYS = [
     ("1-6, F1-F6", "switch screens: " + ", ".join(f"{key} {title}" for key, title, _ in MODES_SPEC.values())),
     ("tab, shift+tab", "move between fields"),
+    ("esc", "in a text box, ? and 1-6 type: esc leaves it (when nothing runs), F1-F6 work from anywhere"),
     ("ctrl+p", "command palette: every action by name"),
     ("?", "this help (esc closes it)"),
     ("ctrl+q", "quit (training jobs keep running)"),

@@ -12,12 +12,13 @@ import shlex
 from dataclasses import fields
 
 from textual.app import ComposeResult
-from textual.containers import Grid, Vertical, VerticalScroll
+from textual.containers import Grid, Vertical
 from textual.message import Message
 from textual.widgets import Button, Input, Label, Select, Static
 
 from ...core.errors import WorkbenchError
 from ...core.training.config import KL_POSITIONS, METHODS, OBJECTIVES, PRECISIONS, SCHEDULES
+from ..widgets.hinted_scroll import HintedScroll
 
 NO_DATASET = "(none)"
 
@@ -103,7 +104,7 @@ class TrainForm(Vertical):
         self.taken: set[str] = set()  # model names in use (registered or a job's output)
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="train-fields"), Grid(id="train-grid"):
+        with HintedScroll(id="train-fields"), Grid(id="train-grid"):
             yield Label("Base model")
             yield Select([], id="t-base_model", compact=True, allow_blank=True, prompt="pick a model")
             yield Label("Dataset")
