@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from textual.widgets import DataTable, Log
+from textual.widgets import DataTable, Log, ProgressBar
 
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.screens.recipes import RecipesScreen
@@ -33,10 +33,13 @@ async def test_recipes_screen_lists_runs_and_marks_each_figure(home):
         assert isinstance(screen, RecipesScreen)
         table = screen.query_one("#recipes-table", DataTable)
         assert {"like-x", "alice-vs-poe", "instruct", "generation", "tiny-gen"} <= set(table_column(table))
+        bar = screen.query_one("#run-progress", ProgressBar)
+        assert bar.total is not None and bar.percentage == 0  # idle: 0 %, not an animated "--%"
         select_row(table, "tiny-gen")
         await pilot.press("r")
         await settle(pilot)
         await pilot.pause()
+        assert bar.percentage == 1
         log = "\n".join(screen.query_one("#run-log", Log).lines)
         assert "[1/1] gen (generate)" in log and "saved session" in log
         figures = screen.query_one("#figures-table", DataTable)

@@ -85,7 +85,8 @@ class RecipesScreen(Screen):
                 yield Static("", id="recipe-detail")
             with Vertical(id="recipes-right"):
                 yield Label("", id="run-status")
-                yield ProgressBar(id="run-progress", show_eta=False)
+                # A total from the start: with none, an idle bar animates "--%" as if something ran.
+                yield ProgressBar(total=1, id="run-progress", show_eta=False)
                 yield Log(id="run-log", max_lines=400)
                 yield Label("Figures: ours beside the original's", classes="section-title")
                 yield DataTable(id="figures-table", cursor_type="row", zebra_stripes=True)
@@ -170,6 +171,8 @@ class RecipesScreen(Screen):
 
     def on_recipe_finished(self, message: RecipeFinished) -> None:
         self._recipe_running = False
+        failed = bool(message.report.get("failure"))
+        self.query_one("#run-progress", ProgressBar).update(total=1, progress=0 if failed else 1)
         self.show_report(message.report)
         if message.report.get("failure"):
             self.notify(message.report["failure"]["error"], title="recipe stopped", severity="error", timeout=8)
@@ -179,6 +182,7 @@ class RecipesScreen(Screen):
 
     def on_recipe_failed(self, message: RecipeFailed) -> None:
         self._recipe_running = False
+        self.query_one("#run-progress", ProgressBar).update(total=1, progress=0)
         self.query_one("#run-status", Label).update("")
         self.notify(message.text, severity="error", timeout=8)
 
