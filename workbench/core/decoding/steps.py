@@ -4,8 +4,9 @@ Two kinds, same contract (`forward(ids) -> logits of the last position`, `length
 - `LlamaStep`: Llama-layout models (llama, mistral, qwen2: SmolLM2, Llama 3, Qwen 2.5, Mistral) run as
   plain tensor code over the model's own weights: a preallocated KV cache written in place (no torch.cat
   per token), no module calls, masks or output objects, the LM head applied to the last position only.
-  It follows transformers' Llama numerics op for op (fp32 RMSNorm, the model's own rotary table, SDPA), so
-  greedy output equals `generate`. Optional int8 weight-only matrices (per-row scales) halve the bytes read.
+  It follows transformers' Llama numerics (fp32 RMSNorm, the model's own rotary table, SDPA for a prompt,
+  fp32 attention products for one new token, as SDPA computes internally), so greedy output equals
+  `generate`. Optional int8 weight-only matrices (per-row scales) halve the bytes read.
 - `ModelStep`: any other causal LM through its own forward with a transformers DynamicCache.
 """
 
@@ -85,16 +86,19 @@ class _Linear:
     def __init__(self, weight, bias=None, int8: bool = False):
         self.bias = bias
         self.weight = weight.detach()
+        self.transposed = self.weight.t()  # a view: torch.mm on it skips linear's dispatch layers
         self.q = self.scales = None
         if int8:
             self.q, self.scales = quantize_int8(self.weight)
-            self.weight = None
+            self.weight = self.transposed = None
 
     def __call__(self, x):
         import torch
         import torch.nn.functional as F
 
         if self.q is None:
+            if x.dim() == 2 and self.bias is None:  # the single-token path: one mm, nothing around it
+                return torch.mm(x, self.transposed)
             return F.linear(x, self.weight, self.bias)
         # the CPU int8 kernel is vectorised for bf16 activations (fp32 ones take a scalar path)
         flat = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)  # the kernel takes 2-D inputs
@@ -177,6 +181,8 @@ class LlamaStep:
         import torch
         import torch.nn.functional as F
 
+        if len(ids) == 1:
+            return self._forward_one(ids[0])
         start, count = self.length, len(ids)
         end = start + count
         tokens = torch.tensor(ids, dtype=torch.long, device=self.device)
@@ -208,6 +214,50 @@ class LlamaStep:
         self.length = end
         last = self._rms(x[:, -1:], self.norm_w, self.norm_eps)
         return self.head(last)[0, 0].float()
+
+
+    def _forward_one(self, token: int):
+        """One decoded token: 2-D tensors throughout, and attention as two small fp32 matrix products
+        over the kept keys and values. CPU SDPA spends far more on setting up a single query than on the
+        arithmetic (at 500 cached tokens about 5x the time of this), and it too computes in fp32."""
+        import torch
+        import torch.nn.functional as F
+
+        start = self.length
+        end = start + 1
+        x = F.embedding(torch.tensor([token], device=self.device), self.embed)  # [1, hidden]
+        cos, sin = self.rotary(x[None], torch.tensor([[start]], device=self.device))
+        cos, sin = cos[0], sin[0]  # [1, head_dim]
+        heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
+        group = heads // kv_heads  # query heads per key/value head, adjacent as in repeat_kv
+        for layer in self.layers:
+            h = self._rms(x, *layer["ln1"])
+            q = self._rotate(layer["q"](h).view(heads, dim), cos, sin)
+            k = self._rotate(layer["k"](h).view(kv_heads, dim), cos, sin)
+            kv = layer["kv"]
+            kv.ensure(end)
+            kv.keys[:, start] = k
+            kv.values[:, start] = layer["v"](h).view(kv_heads, dim)
+            keys, values = kv.keys[:, :end].float(), kv.values[:, :end].float()
+            scores = torch.bmm(q.view(kv_heads, group, dim).float(), keys.transpose(1, 2)) * self.scale
+            attn = self._weighted_values(scores, values).to(x.dtype).reshape(1, heads * dim)
+            x = x + layer["o"](attn)
+            h = self._rms(x, *layer["ln2"])
+            x = x + layer["down"](F.silu(layer["gate"](h)) * layer["up"](h))
+        self.length = end
+        return self.head(self._rms(x, self.norm_w, self.norm_eps))[0].float()
+
+
+    def _weighted_values(self, scores, values):
+        """softmax(scores) @ values in fp32, rounded as CPU SDPA rounds for a bf16/fp16 model: its
+        unnormalised weights exp(s - max) go to the model's dtype before the product, the sum does not."""
+        import torch
+
+        weights = torch.exp(scores - scores.amax(dim=-1, keepdim=True))
+        total = weights.sum(dim=-1, keepdim=True)
+        if self.dtype != torch.float32:
+            weights = weights.to(self.dtype).float()
+        return torch.bmm(weights, values) / total
 
 
 class ModelStep:
