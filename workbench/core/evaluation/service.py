@@ -152,7 +152,16 @@ class _Runner:
 
             quiet_transformers()
             self.cache = ModelCache()
-        return self.cache.get(self.ctx.registry, name, device=self.request.device)
+        return self.cache.get(self.ctx.registry, name, device=self.request.device, dtype=self._weights_dtype())
+
+    def _weights_dtype(self) -> str | None:
+        """"fp32" means fp32 weights, also on a GPU, where loading picks bf16 by default (found by
+        bench/gpu_check.py on an H200); "bf16" runs under autocast over the device's default weights. On
+        the CPU the default is fp32 already: None keeps the cache key that chat and the app share."""
+        from ..models.load import resolve_device
+
+        gpu = resolve_device(self.request.device) != "cpu"
+        return "fp32" if gpu and self.request.dtype == "fp32" else None
 
     def dataset_text(self, name: str) -> tuple[str, str, str]:
         """(text, target label, sha256 of the text) of a dataset split."""
