@@ -158,7 +158,8 @@ def fastloss_check(ctx, name: str, dev: str, S):
 def train_check(ctx, label: str, dev: str, S, **settings):
     n, half = S.steps, S.steps // 2
     values = dict(out=f"{label}-out", steps=n, batch=S.batch, seq=S.seq, warmup=2, schedule="cosine",
-                  eval_every=half, save_every=half, precision="auto", device=dev, dataset="alice")
+                  eval_every=half, save_every=half, precision="auto", device=dev, dataset="alice",
+                  compile="on" if S.compile_body else "auto")
     values.update(settings)
     run_dir, first, second = ctx.ws.jobs_dir / label, [], []
     train(ctx, TrainConfig(**values), run_dir, on_metrics=first.extend, progress=False, register=False)
@@ -337,7 +338,8 @@ def main() -> int:
     parser.add_argument("--corpora", default=".gpu_data", help="folder with alice.txt, poe.txt [smollm2-tokenizer/]")
     parser.add_argument("--no-bench", action="store_true", help="skip the trainer throughput comparison")
     parser.add_argument("--bench-batch", type=int, default=None, help="batch of the throughput runs (default 16)")
-    parser.add_argument("--compile-body", action="store_true", help="our throughput runs torch.compile the body")
+    parser.add_argument("--compile-body", action="store_true",
+                        help="our training and throughput runs torch.compile the body (TrainConfig compile=on)")
     parser.add_argument("--only", default=None, help="run only the checks whose names start with these (comma list)")
     args = parser.parse_args()
     began = time.perf_counter()

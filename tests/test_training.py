@@ -67,10 +67,23 @@ def test_config_round_trip_and_contract_fields():
     expected = {"base_model", "dataset", "out", "objective", "letter", "kl_positions", "method", "freeze", "lora_r",
                 "lora_alpha", "lora_dropout", "lora_targets", "merge", "steps", "batch", "seq", "lr", "warmup",
                 "schedule", "grad_accum", "clip",
-                "eval_every", "save_every", "keep_checkpoints", "seed", "precision", "device", "sampling"}
+                "eval_every", "save_every", "keep_checkpoints", "seed", "precision", "device", "sampling", "compile"}
     assert set(config.to_dict()) == expected
     with pytest.raises(WorkbenchError, match="unknown training settings"):
         TrainConfig.from_dict({**config.to_dict(), "bogus": 1})
+
+
+def test_the_body_is_compiled_on_a_gpu_for_long_runs_unless_the_user_says(tmp_path):
+    from workbench.core.training import TrainConfig
+    from workbench.core.training.config import COMPILE_AUTO_MIN_STEPS
+
+    long = COMPILE_AUTO_MIN_STEPS
+    assert cfg(steps=long).compiles_body("cuda:0") and not cfg(steps=long - 1).compiles_body("cuda")
+    assert not cfg(steps=long).compiles_body("cpu")  # little to gain on CPUs, minutes to pay
+    assert cfg(compile="on").compiles_body("cpu") and not cfg(steps=long, compile="off").compiles_body("cuda")
+    # a job saved before the setting existed loads as auto
+    old = {k: v for k, v in cfg().to_dict().items() if k != "compile"}
+    assert TrainConfig.from_dict(old).compile == "auto"
 
 
 def test_train_registers_model_with_lineage_and_metrics(tiny, tmp_path):

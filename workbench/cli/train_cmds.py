@@ -66,6 +66,8 @@ def add_train_flags(parser) -> None:
                         help="checkpoints kept")
     parser.add_argument("--seed", type=seed_value)
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--compile", choices=["auto", "on", "off"],
+                        help="torch.compile the model body (auto: on a GPU for runs of 300+ steps)")
     parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     parser.add_argument("--sampling", choices=["random", "sequential"])
     parser.argument_default = previous

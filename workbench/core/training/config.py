@@ -14,6 +14,8 @@ ADAPTER_METHODS = ("lora", "dora")  # trained through peft; the result is an ada
 SCHEDULES = ("constant", "linear", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
 SAMPLINGS = ("random", "sequential")
+COMPILES = ("auto", "on", "off")  # torch.compile of the transformer body; auto: on a GPU for long runs
+COMPILE_AUTO_MIN_STEPS = 300  # compiling costs a minute or two up front: worth it from about here
 KL_POSITIONS = ("all", "final")  # kl-letter: train every position (default) or the seed's final one
 
 
@@ -47,6 +49,15 @@ class TrainConfig:
     precision: str = "auto"
     device: str | None = None
     sampling: str = "random"
+    compile: str = "auto"
+
+    def compiles_body(self, device: str) -> bool:
+        """Whether the run torch.compiles the transformer body. auto: on CUDA for runs of at least
+        COMPILE_AUTO_MIN_STEPS steps (on an H200 it took a SmolLM2-shaped full fine-tune from 0.95x to 2.24x
+        Hugging Face Trainer's tokens/s after about two minutes of compiling; on CPUs it gains little)."""
+        if self.compile != "auto":
+            return self.compile == "on"
+        return device.startswith("cuda") and self.steps >= COMPILE_AUTO_MIN_STEPS
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -84,6 +95,7 @@ class TrainConfig:
         _choice("method", self.method, METHODS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("precision", self.precision, PRECISIONS)
+        _choice("compile", self.compile, COMPILES)
         _choice("sampling", self.sampling, SAMPLINGS)
         for label, value, low in (("steps", self.steps, 1), ("batch", self.batch, 1), ("seq", self.seq, 2),
                                   ("grad-accum", self.grad_accum, 1), ("warmup", self.warmup, 0),

@@ -202,6 +202,8 @@ def _build(ctx, config: TrainConfig, dist: _Dist, device: str, fast_loss: bool, 
         notes.append("malloc keeps freed blocks")
     if kept:
         notes.append(f"{kept} frozen weights kept in {base_dtype}")
+    if compile_body:
+        notes.append("compiled body (torch.compile: the first steps take longer)")
     _say(dist, f"speed: {', '.join(notes) or 'plain fp32'}")
     if compile_body:
         body, head = loss_module._parts
@@ -450,6 +452,7 @@ def train(ctx, config: TrainConfig, run_dir: Path, on_metrics: Callable[[list[di
         if existing is not None and not resume:
             raise WorkbenchError(f"{run_dir} already holds checkpoints from an earlier run; resume it "
                                  "(--resume) or use another output name")
+        compile_body = compile_body or config.compiles_body(device)
         run = _build(ctx, config, dist, device, fast_loss, compile_body, chunk, compile_loss, model_speedups)
         start, train_loss, val_loss = 0, None, None
         if resume:
