@@ -157,3 +157,13 @@ async def test_at_80x24_a_form_says_when_fields_are_hidden_below_the_fold(home):
         await pilot.press("n")
         await pilot.pause()
         assert app.screen.query_one("#train-fields").border_subtitle == ""
+
+
+async def test_chat_loads_the_picked_model_before_the_first_message(home):
+    app = WorkbenchApp(home, start_mode="chat")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await settle(pilot)
+        model = app.screen.model
+        assert model and app.model_cache.has(app.ctx.registry, model)  # loaded while nobody typed
+        assert visible_text(app.screen.query_one("#chat-status")) == f"{model} is loaded: type a message"

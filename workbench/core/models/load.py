@@ -97,15 +97,31 @@ class ModelCache:
         self.max_models = max_models
         self._models: dict[tuple, LoadedModel] = {}
         self._lock = threading.Lock()
+        # One load at a time: a chat's early load (when its model is picked) and the first message's
+        # load of the same model meet here, and the second finds the model ready instead of loading twice.
+        self._loading = threading.Lock()
 
     def get(self, registry: Registry, name: str, device: str | None = None, dtype: str | None = None) -> LoadedModel:
         record = registry.get_model(name)
         key = (record.name, record.sha256, device or "auto", dtype or "auto")
+        with self._loading:
+            return self._cached(key) or self._load(registry, record, key, device, dtype)
+
+    def has(self, registry: Registry, name: str, device: str | None = None, dtype: str | None = None) -> bool:
+        """Whether `name` is loaded already (no loading)."""
+        record = registry.get_model(name)
         with self._lock:
-            if key in self._models:
-                loaded = self._models.pop(key)
-                self._models[key] = loaded  # most recently used last
-                return loaded
+            return (record.name, record.sha256, device or "auto", dtype or "auto") in self._models
+
+    def _cached(self, key: tuple) -> LoadedModel | None:
+        with self._lock:
+            if key not in self._models:
+                return None
+            loaded = self._models.pop(key)
+            self._models[key] = loaded  # most recently used last
+            return loaded
+
+    def _load(self, registry: Registry, record, key: tuple, device: str | None, dtype: str | None) -> LoadedModel:
         base = registry.get_model(record.parent).path if record.adapter else None
         model, tokenizer, resolved = load_model_folder(record.path, device, dtype, adapter_base=base)
         context = record.context_length or getattr(model.config, "max_position_embeddings", 1024)

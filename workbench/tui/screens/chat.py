@@ -17,6 +17,7 @@ from textual.widgets import Input, Label, Select
 
 from ...core.errors import WorkbenchError
 from ...core.evaluation.samples import blank_reply_note
+from ..format import one_line
 from ..loading import load_model
 from ..widgets.settings import SettingsPanel
 from ..widgets.transcript import Bubble, Transcript
@@ -127,6 +128,20 @@ class ChatScreen(WorkbenchScreen):
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "chat-model" and event.value is not Select.NULL:
             self.query_one("#chat-input", Input).focus()
+            if not self.generating:
+                self.preload(str(event.value))
+
+    @work(thread=True, exclusive=True, group="chat-preload", exit_on_error=False)
+    def preload(self, model: str) -> None:
+        """Load the picked model while the user types: the first reply then waits for its first token
+        only (starting PyTorch and reading the weights take seconds). Progress shows in the status line."""
+        try:
+            cache, registry = self.wb.model_cache, self.ctx.registry
+            if not cache.has(registry, model):
+                load_model(cache, registry, model, lambda text: self.post_message(ChatStatus(text)))
+                self.post_message(ChatStatus(f"{model} is loaded: type a message"))
+        except Exception as error:  # noqa: BLE001 - said now; sending a message reports it again
+            self.post_message(ChatStatus(f"cannot load {model}: {one_line(error)}"))
 
     # ------------------------------------------------------------ sending
 
