@@ -115,3 +115,17 @@ def test_a_template_that_refuses_a_conversation_says_so_in_one_line(chat_tokeniz
     strict = "{% if messages[0]['role'] != 'user' %}{{ raise_exception('Conversations must start with user') }}{% endif %}"
     with pytest.raises(WorkbenchError, match="refused the conversation: Conversations must start with user"):
         templates.render(chat_tokenizer, CONVERSATION, strict)
+
+
+def test_the_ollama_modelfile_carries_smollm2s_default_system_line(chat_tokenizer_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    from workbench.core.export.modelfile import default_system, write_modelfile
+
+    tokenizer = AutoTokenizer.from_pretrained(str(chat_tokenizer_dir))
+    system = default_system(tokenizer)
+    # what transformers puts in front of a chat without a system message
+    plain = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False)
+    assert system and system.startswith("You are a helpful AI assistant") and system in plain
+    text = write_modelfile(tmp_path, "m.gguf", tokenizer).read_text()
+    assert f'SYSTEM """{system}"""' in text and "TEMPLATE" in text

@@ -14,8 +14,8 @@ MARK = "\x00{}\x00"
 ROLES = ("system", "user", "assistant")
 
 
-def go_template(tokenizer) -> str | None:
-    """The chat template as an Ollama (Go) template, or None when its shape is not HEAD(role) CONTENT END."""
+def _shape(tokenizer) -> tuple[str, str, str] | None:
+    """(head with {{ .Role }}, end of a message, generation prompt) of a HEAD(role) CONTENT END template."""
     if not getattr(tokenizer, "chat_template", None):
         return None
     messages = [{"role": role, "content": MARK.format(i)} for i, role in enumerate(ROLES)]
@@ -38,8 +38,35 @@ def go_template(tokenizer) -> str | None:
     shapes = {h.replace(role, "{{ .Role }}") for h, role in zip(heads, ROLES)}
     if len(shapes) != 1:
         return None
-    head = shapes.pop()
-    return ("{{- range .Messages }}" + head + "{{ .Content }}" + end + "{{ end }}" + generation)
+    return shapes.pop(), end, generation
+
+
+def go_template(tokenizer) -> str | None:
+    """The chat template as an Ollama (Go) template, or None when its shape is not HEAD(role) CONTENT END."""
+    shape = _shape(tokenizer)
+    if shape is None:
+        return None
+    head, end, generation = shape
+    return "{{- range .Messages }}" + head + "{{ .Content }}" + end + "{{ end }}" + generation
+
+
+def default_system(tokenizer) -> str | None:
+    """The system message the template adds when a chat has none (SmolLM2's "You are a helpful AI
+    assistant named SmolLM..."), or None. Ollama adds a Modelfile's SYSTEM in that case, so writing it
+    keeps Ollama's prompts equal to transformers'."""
+    shape = _shape(tokenizer)
+    if shape is None:
+        return None
+    head, end, _ = shape
+    try:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": MARK.format(0)}], tokenize=False)
+    except Exception:  # noqa: BLE001 - as above
+        return None
+    system_head = head.replace("{{ .Role }}", "system")
+    if not text.startswith(system_head):
+        return None
+    content, found, _ = text[len(system_head):].partition(end)
+    return content if found and MARK.format(0) not in content else None
 
 
 def write_modelfile(folder: Path, gguf_name: str, tokenizer) -> Path:
@@ -47,6 +74,9 @@ def write_modelfile(folder: Path, gguf_name: str, tokenizer) -> Path:
     template = go_template(tokenizer)
     if template is not None:
         lines.append(f'TEMPLATE """{template}"""')
+        system = default_system(tokenizer)
+        if system:
+            lines.append(f'SYSTEM """{system}"""')
     else:
         lines.append("# TEMPLATE: Ollama uses the chat template stored in the GGUF file")
     if tokenizer.eos_token:
