@@ -134,7 +134,8 @@ class _Progress:
 def cmd_run(args) -> int:
     from ..core.errors import WorkbenchError
     from ..core.evaluation import gates as gate_mod
-    from ..core.evaluation.service import EvalRequest, evaluate, metric_names
+    from ..core.evaluation.request import EvalRequest, metric_names
+    from ..core.evaluation.service import evaluate
     from ..core.generation import GenerationSettings
 
     for path, flag in ((args.output, "--output"), (args.junit, "--junit")):
@@ -242,7 +243,7 @@ def render_report(report: dict) -> str:
 
 def cmd_compare(args) -> int:
     from ..core.errors import WorkbenchError
-    from ..core.evaluation.service import compare
+    from ..core.evaluation.stored_results import compare
 
     if len(args.models) != 3:
         raise WorkbenchError("usage: workbench eval compare MODEL_A MODEL_B")
@@ -260,7 +261,7 @@ def cmd_compare(args) -> int:
 
 def cmd_list(args) -> int:
     from ..core.errors import WorkbenchError
-    from ..core.evaluation.service import list_evaluations
+    from ..core.evaluation.stored_results import list_evaluations
 
     if len(args.models) > 2:
         raise WorkbenchError("usage: workbench eval list [MODEL]")

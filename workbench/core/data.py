@@ -1,44 +1,38 @@
-"""Corpora and instruction sets: import, clean, split, tokenize.
+"""Datasets in the workspace: add (from a file or a downloaded book), remove, and read their splits.
 
 A dataset is a folder data/<name>/ holding its train/val/test split (`.txt` for text, `.jsonl` for
 instruction records) and a meta.json, plus one registry row (the source of truth). Folders are written
 beside their target under a temporary name and renamed into place, so an error leaves nothing behind.
 
-Text is split in three contiguous blocks (80/10/10 of the characters, each cut moved to the nearest
-paragraph or line break); instruction records are shuffled with the recorded seed and split by count.
-Token counts use the GPT-2 BPE; token ids of a split are cached beside it per tokenizer.
+The steps live beside this module, one job each: data_sources.py turns bytes (a file, a download) into
+text; data_cleaning.py cleans text and splits text and instruction records; data_tokens.py counts and
+caches token ids per tokenizer. The names callers reach through this module (SPLITS, clean_text,
+split_text, decode_text, gpt2_tokenizer, token_cache_path, ...) are imported here from those modules.
 """
 
 from __future__ import annotations
 
-import codecs
 import hashlib
-import http.client
 import json
 import os
-import random
-import re
-import secrets
 import shutil
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from .context import Context
+from .data_cleaning import SPLITS, clean_text, parse_instructions, split_records, split_text
+from .data_sources import decode_text, download
+from .data_tokens import (TOKENS_FOLDER, encode_many, gpt2_tokenizer, save_array_atomically, token_array,
+                          token_cache_path, tokenizer_fingerprint)
+from .data_tokens import chunk_at_line_starts, tokenize_text  # noqa: F401 - re-exported (tests use them here)
 from .errors import WorkbenchError
-from .instruction_formats import normalise_line_ends
 from .registry import ACTIVE_JOB_STATUSES, DatasetRecord
 from .staging import delete_folder
 
 KINDS = ("text", "instructions")
-SPLITS = ("train", "val", "test")
-SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 META_FILE = "meta.json"
-TOKENS_FOLDER = "tokens"
-GPT2_TOKENIZER_FOLDER = ".gpt2-tokenizer"  # under data/, used when the starter model is absent
 
 # Known public-domain books: Project Gutenberg plain-text (UTF-8) files.
 BOOKS = {
@@ -49,10 +43,6 @@ BOOKS = {
     "gulliver": ("Jonathan Swift, Gulliver's Travels (Gutenberg #829)",
                  "https://www.gutenberg.org/cache/epub/829/pg829.txt"),
 }
-DOWNLOAD_TIMEOUT_S = 30
-MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
-TOKENIZE_CHUNK_CHARS = 8_000
-TOKENIZE_BATCH_CHUNKS = 64  # chunks encoded per call: bounds the memory of the Encoding objects
 
 # ---------------------------------------------------------------- public API
 
@@ -151,97 +141,8 @@ def split_token_array(ctx: Context, name_or_record: str | DatasetRecord, split: 
     if cache.is_file():
         return np.load(cache).astype(np.int64)
     ids = token_array(tokenizer, read_split_text(ctx, record, split))
-    _save_array_atomically(cache, ids)
+    save_array_atomically(cache, ids)
     return ids.astype(np.int64)
-
-
-def token_cache_path(record: DatasetRecord, split: str, tokenizer: Any) -> Path:
-    return Path(record.path) / TOKENS_FOLDER / f"{split}.{tokenizer_fingerprint(tokenizer)}.npy"
-
-
-def gpt2_tokenizer(ctx: Context):
-    """The GPT-2 BPE tokenizer: the starter model's, else one kept under data/ (built offline once)."""
-    from .models import STARTER_MODEL, load_tokenizer, staged_folder, write_gpt2_tokenizer_files
-
-    starter = ctx.registry.find_model(STARTER_MODEL)
-    if starter and (Path(starter.path) / "tokenizer.json").is_file():
-        return load_tokenizer(starter.path)
-    folder = ctx.ws.data_dir / GPT2_TOKENIZER_FOLDER
-    if not folder.is_dir():
-        with staged_folder(folder) as staging:
-            write_gpt2_tokenizer_files(staging)
-    return load_tokenizer(folder)
-
-
-def tokenizer_fingerprint(tokenizer: Any) -> str:
-    """A short name + hash that changes whenever the tokenizer's behaviour can change."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        definition = backend.to_str()
-    else:
-        definition = json.dumps(sorted(tokenizer.get_vocab().items())) + repr(type(tokenizer))
-    digest = hashlib.sha256(definition.encode("utf-8")).hexdigest()[:16]
-    return f"{type(tokenizer).__name__}-{digest}"
-
-
-def tokenize_text(tokenizer: Any, text: str) -> list[int]:
-    """Token ids of `text` without special tokens (see token_array)."""
-    return token_array(tokenizer, text).tolist()
-
-
-def token_array(tokenizer: Any, text: str):
-    """Token ids of `text` without special tokens as a uint32 array, encoded chunk by chunk.
-
-    Chunks are cut just before a newline that precedes a non-space character: a pre-token boundary for
-    GPT-2's byte-level BPE, so the ids equal those of encoding the whole text in one call, while memory
-    stays bounded and transformers' "longer than the maximum length" warning never applies."""
-    import numpy as np
-
-    chunks = chunk_at_line_starts(text, TOKENIZE_CHUNK_CHARS)
-    arrays = [np.asarray(ids, dtype=np.uint32)
-              for start in range(0, len(chunks), TOKENIZE_BATCH_CHUNKS)
-              for ids in encode_many(tokenizer, chunks[start:start + TOKENIZE_BATCH_CHUNKS])]
-    return np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.uint32)
-
-
-def encode_many(tokenizer: Any, texts: list[str]) -> list[list[int]]:
-    """Token ids of each text, without special tokens and without max-length warnings."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:  # fast tokenizer: batched in Rust, no max-length bookkeeping
-        return [encoding.ids for encoding in backend.encode_batch(texts, add_special_tokens=False)]
-    # The slow path warns about texts longer than the model's context; that is expected here.
-    tokenizer.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
-    return tokenizer(texts, add_special_tokens=False)["input_ids"]
-
-
-def chunk_at_line_starts(text: str, size: int) -> list[str]:
-    """Pieces of about `size` characters, each cut just before a "\\n" followed by a non-space."""
-    chunks, start = [], 0
-    while len(text) - start > size:
-        cut = _last_line_start_cut(text, start + 1, start + size)
-        if cut is None:
-            cut = _next_line_start_cut(text, start + size)
-        if cut is None:
-            break
-        chunks.append(text[start:cut])
-        start = cut
-    chunks.append(text[start:])
-    return [chunk for chunk in chunks if chunk]
-
-
-_LINE_START = re.compile(r"\n(?=\S)")
-
-
-def _last_line_start_cut(text: str, lo: int, hi: int) -> int | None:
-    found = None
-    for match in _LINE_START.finditer(text, lo, hi):
-        found = match.start()
-    return found
-
-
-def _next_line_start_cut(text: str, pos: int) -> int | None:
-    match = _LINE_START.search(text, pos)
-    return match.start() if match else None
 
 
 # ---------------------------------------------------------------- adding
@@ -315,7 +216,7 @@ def _prepare_text(ctx: Context, text: str, source: str) -> PreparedDataset:
         fingerprint = tokenizer_fingerprint(tokenizer)
         for split, part in parts.items():
             (folder / f"{split}.txt").write_text(part, encoding="utf-8")
-            _save_array_atomically(folder / TOKENS_FOLDER / f"{split}.{fingerprint}.npy", token_ids[split])
+            save_array_atomically(folder / TOKENS_FOLDER / f"{split}.{fingerprint}.npy", token_ids[split])
 
     return PreparedDataset(fields, write)
 
@@ -340,203 +241,3 @@ def _prepare_instructions(ctx: Context, text: str, seed: int, source: str) -> Pr
 
 def _jsonl_line(record: dict) -> str:
     return json.dumps(record, ensure_ascii=False) + "\n"
-
-
-def _save_array_atomically(path: Path, array) -> None:
-    """np.save through a temporary file + rename: concurrent readers (DDP ranks) never see half a file."""
-    import numpy as np
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temporary, "xb") as stream:
-            np.save(stream, array)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-# ---------------------------------------------------------------- decoding
-
-
-_UNICODE_BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),  # before UTF-16: they share bytes
-    (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
-)
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
-MAX_CONTROL_SHARE = 0.001
-
-
-def decode_text(raw: bytes, source: str) -> tuple[str, str]:
-    """Bytes to (text, encoding): a Unicode BOM wins, then strict UTF-8, then a detected encoding.
-
-    Binary data (NUL bytes outside UTF-16/32, many control characters) is refused."""
-    for bom, encoding in _UNICODE_BOMS:
-        if raw.startswith(bom):
-            return _checked_text(_decode_or_refuse(raw, encoding, source), source), encoding
-    if b"\x00" in raw:
-        raise WorkbenchError(f"{source} looks binary (it contains NUL bytes); give a text file")
-    try:
-        return _checked_text(raw.decode("utf-8"), source), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    text, encoding = _decode_detected(raw, source)
-    return _checked_text(text, source), encoding
-
-
-def _decode_or_refuse(raw: bytes, encoding: str, source: str) -> str:
-    try:
-        return raw.decode(encoding)
-    except UnicodeDecodeError as error:
-        raise WorkbenchError(f"{source} starts with a {encoding} byte-order mark but is not valid "
-                             f"{encoding} (byte {error.start})") from None
-
-
-# Detection often takes Western European (Latin-1 / Windows-1252) text for a Central European code page
-# that decodes the same bytes to other letters; cp1252 wins when its decoding is about as clean.
-PREFERRED_LEGACY_ENCODING = "cp1252"
-PREFERENCE_CHAOS_MARGIN = 0.15
-
-
-def _decode_detected(raw: bytes, source: str) -> tuple[str, str]:
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(raw).best()
-    if best is None:
-        raise WorkbenchError(f"{source} is neither UTF-8 nor text in an encoding that can be detected; "
-                             "convert it to UTF-8")
-    western = from_bytes(raw, cp_isolation=[PREFERRED_LEGACY_ENCODING]).best()
-    if western is not None and western.chaos <= best.chaos + PREFERENCE_CHAOS_MARGIN:
-        best = western
-    return str(best), best.encoding
-
-
-def _checked_text(text: str, source: str) -> str:
-    controls = len(_CONTROL_CHARS.findall(text))
-    if controls > max(2, MAX_CONTROL_SHARE * len(text)):
-        raise WorkbenchError(f"{source} looks binary ({controls} control characters); give a text file")
-    return text
-
-
-# ---------------------------------------------------------------- cleaning and splitting text
-
-
-_GUTENBERG_START = re.compile(
-    r"^\*{3}\s*START OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK.*$", re.IGNORECASE | re.MULTILINE)
-_GUTENBERG_END = re.compile(
-    r"^\*{3}\s*END OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK.*$", re.IGNORECASE | re.MULTILINE)
-_GUTENBERG_END_LINE = re.compile(r"\n[ \t]*End of (?:the )?Project Gutenberg.*\s*$", re.IGNORECASE)
-_BLANK_RUN = re.compile(r"\n(?:[ \t]*\n){3,}")
-
-
-
-
-def strip_gutenberg(text: str) -> str:
-    """Drop a Project Gutenberg licence header and footer (the `*** START/END OF ... ***` lines)."""
-    start = _GUTENBERG_START.search(text)
-    if start:
-        text = text[start.end():]
-    end = _GUTENBERG_END.search(text)
-    if end:
-        text = _GUTENBERG_END_LINE.sub("\n", text[:end.start()])
-    return text
-
-
-def clean_text(text: str) -> str:
-    """Normalised line ends, no Gutenberg boilerplate, at most two blank lines in a row, trimmed ends."""
-    text = strip_gutenberg(normalise_line_ends(text).lstrip("\ufeff"))
-    text = _BLANK_RUN.sub("\n\n\n", text)
-    return text.strip("\n").rstrip() + "\n"
-
-
-def split_text(text: str) -> dict[str, str]:
-    """Three contiguous blocks of about 80/10/10 % of the characters, cut at paragraph or line breaks."""
-    length = len(text)
-    window = max(1, length // 20)
-    first = _cut_near(text, int(length * 0.8), window)
-    second = _cut_near(text, int(length * 0.9), window)
-    parts = dict(zip(SPLITS, (text[:first], text[first:second], text[second:])))
-    parts = {split: part.strip("\n") + "\n" for split, part in parts.items()}
-    empty = [split for split, part in parts.items() if not part.strip()]
-    if empty or not 0 < first < second < length:
-        raise WorkbenchError(f"the text is too short to split 80/10/10 ({length} characters)")
-    return parts
-
-
-def _cut_near(text: str, target: int, window: int) -> int:
-    """A paragraph break nearest `target` within `window`, else a line break, else a space, else it."""
-    lo, hi = max(1, target - window), min(len(text) - 1, target + window)
-    for separator in ("\n\n", "\n", " "):
-        found = _nearest(text, separator, target, lo, hi)
-        if found is not None:
-            return found + len(separator)
-    return target
-
-
-def _nearest(text: str, separator: str, target: int, lo: int, hi: int) -> int | None:
-    after = text.find(separator, target, hi)
-    before = text.rfind(separator, lo, target)
-    candidates = [i for i in (before, after) if i >= 0]
-    return min(candidates, key=lambda i: abs(i - target)) if candidates else None
-
-
-# ---------------------------------------------------------------- instruction records
-
-
-def parse_instructions(text: str, source: str) -> list[dict]:
-    """Every record of an instruction file, normalised to {"messages": [...]} (see instruction_formats)."""
-    from .instruction_formats import parse_records
-
-    records = parse_records(text, source)
-    if len(records) < len(SPLITS):
-        raise WorkbenchError(f"{source} has {len(records)} instruction record(s); at least "
-                             f"{len(SPLITS)} are needed for a train/val/test split")
-    return records
-
-
-def split_records(records: list[dict], seed: int) -> dict[str, list[dict]]:
-    """Shuffle with `seed`, then 80/10/10 by count (at least one record in each split)."""
-    order = list(range(len(records)))
-    random.Random(seed).shuffle(order)
-    count = len(order)
-    n_val = max(1, round(count * SPLIT_FRACTIONS[1]))
-    n_test = max(1, round(count * SPLIT_FRACTIONS[2]))
-    n_train = count - n_val - n_test
-    bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, count)}
-    return {split: [records[i] for i in order[a:b]] for split, (a, b) in bounds.items()}
-
-
-# ---------------------------------------------------------------- downloading
-
-
-def download(url: str, what: str) -> bytes:
-    """The body at `url`; one clear line when offline, on an HTTP error or when it is too large."""
-    try:
-        request = urllib.request.Request(url, headers={"User-Agent": "workbench (+data get)"})
-    except ValueError as error:
-        raise WorkbenchError(f"cannot download {what}: bad URL {url!r} ({error})") from None
-    try:
-        with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            body = response.read(MAX_DOWNLOAD_BYTES + 1)
-    except urllib.error.HTTPError as error:
-        raise WorkbenchError(f"cannot download {what} from {url}: HTTP {error.code} {error.reason}") from None
-    except urllib.error.URLError as error:
-        raise WorkbenchError(f"cannot download {what} from {url}: offline or unreachable "
-                             f"({_reason(error.reason)})") from None
-    except TimeoutError:
-        raise WorkbenchError(f"cannot download {what} from {url}: offline (timed out after "
-                             f"{DOWNLOAD_TIMEOUT_S} s)") from None
-    except (OSError, http.client.HTTPException) as error:
-        raise WorkbenchError(f"cannot download {what} from {url}: {_reason(error)}") from None
-    except ValueError as error:
-        raise WorkbenchError(f"cannot download {what}: bad URL {url!r} ({error})") from None
-    if len(body) > MAX_DOWNLOAD_BYTES:
-        raise WorkbenchError(f"cannot download {what} from {url}: larger than "
-                             f"{MAX_DOWNLOAD_BYTES // 2**20} MiB")
-    return body
-
-
-def _reason(reason: Any) -> str:
-    text = getattr(reason, "strerror", None) or str(reason)
-    return " ".join(str(text).split())

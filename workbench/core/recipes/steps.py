@@ -119,7 +119,8 @@ def _train_result(record, job_id: int | None, seconds: float) -> dict:
 
 
 def run_eval(ctx, params: dict, env) -> dict:
-    from ..evaluation.service import EvalRequest, evaluate
+    from ..evaluation.request import EvalRequest
+    from ..evaluation.service import evaluate
 
     models = names(params["models"], "models")
     base = {k: params[k] for k in ("split", "letter", "tokens", "samples", "seed", "style_prompts",
@@ -216,7 +217,8 @@ def _answers_ppl(ctx, models: list[str], dataset: str, split: str, env, table: d
 def _render_instructions(ctx, dataset: str, split: str, env) -> Path:
     """An instruction split as the text a GPT-2-style model is instruction-tuned on (the default ChatML
     template that instruction tuning gives and ships to models without one), for perplexity."""
-    from ..data import gpt2_tokenizer, read_instructions
+    from ..data import read_instructions
+    from ..data_tokens import gpt2_tokenizer
     from ..templates import DEFAULT_TEMPLATE, render
 
     tokenizer = gpt2_tokenizer(ctx)

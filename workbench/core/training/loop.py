@@ -12,23 +12,26 @@ rank) at the start of every step, so a resumed run repeats the uninterrupted one
 DDP: under torchrun (WORLD_SIZE > 1) every rank builds the same global batch and takes its slice; losses
 are sums normalised by the global count of scored tokens, so N processes with batch/N each compute the
 same update as one process with the whole batch. Rank 0 alone reports, saves and registers.
+
+This module holds `train` and the steps; beside it, distributed.py sets up the ranks and their collectives,
+run_setup.py builds the run (data, model, loss, optimizer) and run_checkpoints.py saves and resumes it.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from ..errors import WorkbenchError
 from ..registry import ModelRecord
-from .config import ADAPTER_METHODS, TrainConfig
+from .config import TrainConfig
+from .distributed import Distributed, all_reduce, barrier, say_on_main, setup_distributed
+from .run_checkpoints import load_checkpoint, save_checkpoint
+from .run_setup import TrainRun, build_run
 
 MAX_EVAL_ITEMS = 64  # validation uses at most this many blocks (or records) of the val split
 
@@ -43,317 +46,6 @@ class TrainResult:
     last_checkpoint: str | None = None
 
 
-@dataclass
-class _Dist:
-    world: int = 1
-    rank: int = 0
-    local_rank: int = 0
-    created: bool = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _say(dist: _Dist, message: str) -> None:
-    if dist.main:
-        print(message, file=sys.stderr, flush=True)
-
-
-def _setup_distributed(device_request: str | None) -> tuple[_Dist, str]:
-    import torch
-
-    from ..models import resolve_device
-
-    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    dist = _Dist(world=world, rank=int(os.environ.get("RANK", "0") or 0),
-                 local_rank=int(os.environ.get("LOCAL_RANK", "0") or 0))
-    device = resolve_device(device_request)
-    if device.startswith("cuda") and world > 1:
-        device = f"cuda:{dist.local_rank}"
-        torch.cuda.set_device(dist.local_rank)
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        torch.distributed.init_process_group(backend=backend)
-        dist.created = True
-    return dist, device
-
-
-def _all_reduce(values: list[float], dist: _Dist, device: str) -> list[float]:
-    if dist.world == 1:
-        return values
-    import torch
-
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    torch.distributed.all_reduce(tensor)
-    return tensor.tolist()
-
-
-def _barrier(dist: _Dist) -> None:
-    if dist.world > 1:
-        import torch
-
-        torch.distributed.barrier()
-
-
-# ---------------------------------------------------------------- setup pieces
-
-
-@dataclass
-class _Run:
-    """Everything built before the first step."""
-
-    model: Any  # the model being trained (a PEFT model for LoRA)
-    tokenizer: Any
-    loss_module: Any
-    wrapped: Any  # loss_module, or its DDP wrapper
-    params: list
-    optimizer: Any
-    source: Any
-    val_source: Any
-    arch: str
-    device: str
-    autocast_dtype: Any
-    info: Any
-    extra: dict = field(default_factory=dict)
-
-
-def _load_split(ctx, config: TrainConfig, tokenizer, split: str):
-    from .. import data
-    from ..templates import instruct_format
-    from .objectives import CausalBlocks, InstructionBatches
-
-    record = ctx.registry.get_dataset(config.dataset)
-    seed = config.seed if split == "train" else config.seed + 7
-    if config.objective == "instruct":
-        records = data.read_instructions(ctx, record, split)
-        if not records:
-            if split == "train":
-                raise WorkbenchError(f"dataset '{record.name}' has no training records")
-            return None
-        fmt = instruct_format(tokenizer, ctx.registry.get_model(config.base_model).path)
-        return InstructionBatches(tokenizer, records, fmt, config.seq, config.sampling, seed)
-    ids = data.split_token_array(ctx, record, split, tokenizer)
-    if len(ids) < config.seq:
-        if split == "train":
-            raise WorkbenchError(f"dataset '{record.name}' has {len(ids)} training tokens, fewer than "
-                                 f"one block of --seq {config.seq}")
-        return None
-    return CausalBlocks(ids, config.seq, config.sampling, seed, with_labels=config.objective == "causal")
-
-
-def _build(ctx, config: TrainConfig, dist: _Dist, device: str, fast_loss: bool, compile_body: bool,
-           chunk: int | None, compile_loss: bool = True, model_speedups: bool | None = None) -> _Run:
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from ..models import _read_config, arch_of, load_tokenizer
-    from .methods import apply_method
-    from .objectives import RandomTokens, letter_target, make_loss_module
-    from .precision import keep_frozen_in, resolve_precision, saved_dtype, torch_dtype
-    from .speed import keep_freed_memory
-
-    base = ctx.registry.get_model(config.base_model)
-    arch = arch_of(_read_config(Path(base.path)))
-    tokenizer = load_tokenizer(base.path)
-    target = None
-    if config.objective == "kl-letter":
-        vocab = _vocab_size(base.path)
-        target = letter_target(tokenizer, config.letter, vocab)
-    if config.dataset:
-        source = _load_split(ctx, config, tokenizer, "train")
-        val_source = _load_split(ctx, config, tokenizer, "val")
-    else:
-        source = RandomTokens(_vocab_size(base.path), config.seq, config.seed)
-        val_source = RandomTokens(_vocab_size(base.path), config.seq, config.seed + 7)
-
-    torch.manual_seed(config.seed)
-    with _quiet_hf():
-        try:
-            model = AutoModelForCausalLM.from_pretrained(base.path, use_safetensors=True, trust_remote_code=False,
-                                                         dtype=torch.float32)
-        except Exception as error:  # noqa: BLE001 - a broken folder fails in many ways
-            raise WorkbenchError(f"cannot load '{base.name}' for training: {str(error).splitlines()[0]}") from None
-    model.config.use_cache = False
-    model, info = apply_method(model, config, arch)
-    autocast_dtype = resolve_precision(config.precision, device)
-    base_dtype = saved_dtype(base.path)
-    kept = 0
-    if config.method in ADAPTER_METHODS and autocast_dtype is not None and torch_dtype(base_dtype) == autocast_dtype:
-        kept = keep_frozen_in(model, autocast_dtype)  # see precision.py: no fp32 copy of frozen weights
-    model.to(device)
-    model.train()
-    _say(dist, f"method: {info.describe()}")
-    allocator = fast_loss and device.startswith("cpu") and keep_freed_memory()
-    loss_module = make_loss_module(model, config.objective, target=target, fast=fast_loss, chunk=chunk,
-                                   use_compile=compile_loss, speedups=model_speedups,
-                                   kl_positions=config.kl_positions)
-    loss_module.to(device)
-    notes = list(loss_module.speedups)
-    if loss_module.fast and config.objective != "kl-letter":
-        extra = loss_module.head_spec.describe()
-        notes.append("chunked LM-head loss" + (" (compiled kernel)" if compile_loss else "")
-                     + (f" ({extra})" if extra else ""))
-    elif loss_module.fallback_reason:
-        notes.append(f"the model's own loss: {loss_module.fallback_reason}")
-    if autocast_dtype is not None:
-        notes.append("bf16 autocast")
-    if allocator:
-        notes.append("malloc keeps freed blocks")
-    if kept:
-        notes.append(f"{kept} frozen weights kept in {base_dtype}")
-    if compile_body:
-        notes.append("compiled body (torch.compile: the first steps take longer)")
-    _say(dist, f"speed: {', '.join(notes) or 'plain fp32'}")
-    if compile_body:
-        body, head = loss_module._parts
-        loss_module._parts = (torch.compile(body), head)
-    wrapped = loss_module
-    if dist.world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        wrapped = DistributedDataParallel(loss_module, device_ids=[dist.local_rank] if device.startswith("cuda")
-                                          else None)
-    params = [p for _, p in model.named_parameters() if p.requires_grad]
-    optimizer = _make_optimizer(params, config, device)
-    return _Run(model, tokenizer, loss_module, wrapped, params, optimizer, source, val_source, arch, device,
-                autocast_dtype, info, {"base_dtype": base_dtype})
-
-
-class _quiet_hf:
-    """transformers' own progress bars ("Loading weights", "Writing model shards") off for a moment."""
-
-    def __enter__(self):
-        from transformers.utils import logging as hf_logging
-
-        self.was_on = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()
-
-    def __exit__(self, *exc) -> None:
-        from transformers.utils import logging as hf_logging
-
-        if self.was_on:
-            hf_logging.enable_progress_bar()
-
-
-def _vocab_size(folder: str) -> int:
-    from ..models import _read_config
-
-    config = _read_config(Path(folder))
-    return int(config.get("vocab_size") or 50257)
-
-
-def _make_optimizer(params: list, config: TrainConfig, device: str):
-    import torch
-
-    kind = device.split(":")[0]
-    kwargs: dict[str, Any] = {"lr": config.lr, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}
-    if kind in ("cpu", "cuda"):
-        kwargs["fused"] = True
-    else:
-        kwargs["foreach"] = True
-    return torch.optim.AdamW(params, **kwargs)
-
-
-# ---------------------------------------------------------------- checkpoint save / load
-
-
-def _export_model(run: _Run, config: TrainConfig, folder: Path) -> None:
-    """The registrable model folder: full weights or a PEFT adapter, tokenizer files, and for instruction
-    tuning the chat template it was trained with."""
-    from ..templates import ship_template
-
-    from .precision import save_full_model
-
-    folder.mkdir(parents=True, exist_ok=True)
-    with _quiet_hf():  # no "Writing model shards" bar inside our own
-        if config.method in ADAPTER_METHODS:
-            run.model.save_pretrained(str(folder), safe_serialization=True)
-        else:  # a full model is saved in its base's dtype (fp32 master weights stay in the checkpoint)
-            save_full_model(run.model, folder, run.extra["base_dtype"])
-    run.tokenizer.save_pretrained(str(folder))
-    if config.objective == "instruct":
-        ship_template(run.tokenizer, folder)
-
-
-def _save(run: _Run, config: TrainConfig, run_dir: Path, step: int, state: dict) -> Path:
-    import torch
-
-    from .checkpoints import MODEL_FOLDER, STATE_FILE, write_checkpoint
-    from .precision import save_master
-
-    def write(folder: Path) -> None:
-        _export_model(run, config, folder / MODEL_FOLDER)
-        if config.method not in ADAPTER_METHODS and run.extra["base_dtype"] != "float32":
-            save_master(run.model, folder)
-        torch.save(run.optimizer.state_dict(), folder / "optimizer.pt")
-        rng = {"torch": torch.get_rng_state(), "python": list(random.getstate())}
-        try:
-            import numpy as np
-
-            kind, keys, pos, has_gauss, gauss = np.random.get_state()
-            rng["numpy"] = [kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, gauss]
-        except ImportError:
-            pass
-        if torch.cuda.is_available() and run.device.startswith("cuda"):
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        torch.save(rng, folder / "rng.pt")
-        (folder / STATE_FILE).write_text(json.dumps(state, indent=2))
-
-    return write_checkpoint(run_dir, step, write, config.keep_checkpoints)
-
-
-_RESUME_KEYS = ("base_model", "dataset", "objective", "letter", "kl_positions", "method", "freeze", "lora_r",
-                "lora_alpha", "lora_dropout", "lora_targets", "batch", "seq", "grad_accum", "seed", "sampling")
-
-
-def _load(run: _Run, config: TrainConfig, checkpoint: Path) -> dict:
-    import torch
-    from safetensors.torch import load_file
-
-    from .checkpoints import MODEL_FOLDER, read_state
-    from .precision import load_master
-
-    state = read_state(checkpoint)
-    saved = state.get("config", {})
-    changed = [k for k in _RESUME_KEYS if k in saved and saved[k] != config.to_dict()[k]]
-    if changed:
-        raise WorkbenchError(f"cannot resume from {checkpoint}: settings differ ({', '.join(changed)})")
-    folder = checkpoint / MODEL_FOLDER
-    if config.method in ADAPTER_METHODS:
-        from peft import set_peft_model_state_dict
-
-        weights = load_file(str(folder / "adapter_model.safetensors"), device=run.device)
-        result = set_peft_model_state_dict(run.model, weights)
-        missing = [k for k in getattr(result, "unexpected_keys", [])]
-        if missing:
-            raise WorkbenchError(f"checkpoint {checkpoint} does not fit this model ({missing[0]})")
-    else:
-        weights: dict = {}
-        for path in sorted(folder.glob("*.safetensors")):
-            weights.update(load_file(str(path), device=run.device))
-        result = run.model.load_state_dict(weights, strict=False)
-        names = {n for n, p in run.model.named_parameters() if p.requires_grad}
-        lost = sorted(names & set(result.missing_keys))
-        if lost or result.unexpected_keys:
-            raise WorkbenchError(f"checkpoint {checkpoint} does not fit this model "
-                                 f"({(lost or result.unexpected_keys)[0]})")
-        load_master(run.model, checkpoint, run.device)  # the exact fp32 weights when the model folder is bf16
-    run.optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", map_location=run.device,
-                                             weights_only=True))
-    rng = torch.load(checkpoint / "rng.pt", weights_only=True)
-    torch.set_rng_state(rng["torch"])
-    random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
-    if "numpy" in rng:
-        import numpy as np
-
-        kind, keys, pos, has_gauss, gauss = rng["numpy"]
-        np.random.set_state((kind, keys.numpy().astype("uint32"), pos, has_gauss, gauss))
-    if "cuda" in rng and run.device.startswith("cuda"):
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    return state
-
-
 # ---------------------------------------------------------------- steps
 
 
@@ -361,7 +53,7 @@ def _to_device(batch: dict, device: str) -> dict:
     return {k: (v.to(device, non_blocking=True) if v is not None else None) for k, v in batch.items()}
 
 
-def _evaluate(run: _Run, config: TrainConfig, dist: _Dist) -> float | None:
+def _evaluate(run: TrainRun, config: TrainConfig, dist: Distributed) -> float | None:
     import torch
 
     from .objectives import scored_count, slice_batch  # noqa: F401
@@ -381,11 +73,11 @@ def _evaluate(run: _Run, config: TrainConfig, dist: _Dist) -> float | None:
                 count += float(n)
     finally:
         run.loss_module.train()
-    total, count = _all_reduce([total, count], dist, run.device)
+    total, count = all_reduce([total, count], dist, run.device)
     return total / count if count else None
 
 
-def _autocast(run: _Run):
+def _autocast(run: TrainRun):
     import contextlib
 
     import torch
@@ -395,7 +87,7 @@ def _autocast(run: _Run):
     return torch.autocast(run.device.split(":")[0], dtype=run.autocast_dtype)
 
 
-def _train_step(run: _Run, config: TrainConfig, dist: _Dist, step: int) -> tuple[float, float, int]:
+def _train_step(run: TrainRun, config: TrainConfig, dist: Distributed, step: int) -> tuple[float, float, int]:
     """One optimizer step (grad_accum micro-batches). Returns (mean loss, grad norm, tokens processed)."""
     import contextlib
 
@@ -423,7 +115,7 @@ def _train_step(run: _Run, config: TrainConfig, dist: _Dist, step: int) -> tuple
     grad_norm = float(torch.nn.utils.clip_grad_norm_(run.params, max_norm, foreach=True))
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
-    (loss_sum,) = _all_reduce([loss_sum], dist, run.device)
+    (loss_sum,) = all_reduce([loss_sum], dist, run.device)
     return loss_sum / max(1, n_total), grad_norm, tokens
 
 
@@ -446,23 +138,23 @@ def train(ctx, config: TrainConfig, run_dir: Path, on_metrics: Callable[[list[di
     run_dir = Path(run_dir)
     import torch
 
-    dist, device = _setup_distributed(config.device)
+    dist, device = setup_distributed(config.device)
     try:
         existing = latest_complete_checkpoint(run_dir)
         if existing is not None and not resume:
             raise WorkbenchError(f"{run_dir} already holds checkpoints from an earlier run; resume it "
                                  "(--resume) or use another output name")
         compile_body = compile_body or config.compiles_body(device)
-        run = _build(ctx, config, dist, device, fast_loss, compile_body, chunk, compile_loss, model_speedups)
+        run = build_run(ctx, config, dist, device, fast_loss, compile_body, chunk, compile_loss, model_speedups)
         start, train_loss, val_loss = 0, None, None
         if resume:
             if existing is None:
-                _say(dist, f"no complete checkpoint in {run_dir}: starting from step 0")
+                say_on_main(dist, f"no complete checkpoint in {run_dir}: starting from step 0")
             else:
-                state = _load(run, config, existing)
+                state = load_checkpoint(run, config, existing)
                 start = int(state["step"])
                 train_loss, val_loss = state.get("train_loss"), state.get("val_loss")
-                _say(dist, f"resuming from {existing} (step {start} of {config.steps})")
+                say_on_main(dist, f"resuming from {existing} (step {start} of {config.steps})")
         result = _loop(ctx, config, run, dist, run_dir, start, train_loss, val_loss, on_metrics,
                        should_stop, progress)
         last = latest_complete_checkpoint(run_dir)
@@ -471,14 +163,14 @@ def train(ctx, config: TrainConfig, run_dir: Path, on_metrics: Callable[[list[di
             from .checkpoints import register_result
 
             result.model = register_result(ctx, config, last, job_id=job_id)
-        _barrier(dist)
+        barrier(dist)
         return result
     finally:
         if dist.created:
             torch.distributed.destroy_process_group()
 
 
-def _loop(ctx, config: TrainConfig, run: _Run, dist: _Dist, run_dir: Path, start: int,
+def _loop(ctx, config: TrainConfig, run: TrainRun, dist: Distributed, run_dir: Path, start: int,
           train_loss: float | None, val_loss: float | None, on_metrics, should_stop, progress: bool) -> TrainResult:
     from .schedule import lr_factor
 
@@ -503,8 +195,8 @@ def _loop(ctx, config: TrainConfig, run: _Run, dist: _Dist, run_dir: Path, start
 
     def save(step: int) -> None:
         if dist.main:
-            _save(run, config, run_dir, step, state_for(step))
-        _barrier(dist)
+            save_checkpoint(run, config, run_dir, step, state_for(step))
+        barrier(dist)
 
     step, stopped, saved_at = start, False, start if start else -1
     try:
@@ -549,8 +241,8 @@ def _loop(ctx, config: TrainConfig, run: _Run, dist: _Dist, run_dir: Path, start
                        stopped=stopped)
 
 
-def _stop_requested(should_stop, dist: _Dist, device: str) -> bool:
+def _stop_requested(should_stop, dist: Distributed, device: str) -> bool:
     flag = 1.0 if (should_stop is not None and should_stop()) else 0.0
     if dist.world > 1:
-        (flag,) = _all_reduce([flag], dist, device)
+        (flag,) = all_reduce([flag], dist, device)
     return flag > 0

@@ -178,7 +178,7 @@ class EvaluateScreen(WorkbenchScreen):
     def build(self):
         """(models, requests): one request per dataset for perplexity, one for the rest. WorkbenchError
         worded for this screen when something is missing."""
-        from ...core.evaluation.service import EvalRequest
+        from ...core.evaluation.request import EvalRequest
 
         models = list(self.query_one("#eval-models", CheckList).selected)
         metrics = list(self.query_one("#eval-metrics", CheckList).selected)
