@@ -37,6 +37,15 @@ async def test_file_picker_walks_folders_completes_and_names_the_dataset(home, t
         await pilot.pause()
         assert path.value == str(books / "alice in wonderland.txt")
         assert dialog.query_one("#f-name", Input).value == "alice-in-wonderland"  # from the file name
+        await pilot.press("tab")  # nothing more to complete: Tab moves on to the list
+        assert dialog.focused is entries
+        path.focus()
+        await pilot.press("down")  # so does Down
+        assert dialog.focused is entries
+        path.focus()
+        await pilot.press("x")  # typing appends: focus does not select the path
+        assert path.value == str(books / "alice in wonderland.txtx")
+        path.value = str(books / "alice in wonderland.txt")
         entries.highlighted = 0
         entries.action_select()  # `..` goes up a folder
         await pilot.pause()

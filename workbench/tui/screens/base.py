@@ -95,9 +95,13 @@ class WorkbenchScreen(Screen):
         types) reach the app again."""
         from textual.widgets import Input, TextArea
 
-        if isinstance(self.focused, (Input, TextArea)):
-            self.set_focus(None)
-            self.notify("left the text box: ? help, 1-6 switch screens, Tab goes back", timeout=4)
+        if not isinstance(self.focused, (Input, TextArea)):
+            return
+        # Focus moves to a widget that types nothing (the transcript, a table), not to None: a screen
+        # coming back from the help with nothing focused would focus its first field again.
+        landing = next((w for w in self.query("Transcript, DataTable") if w.focusable), None)
+        self.set_focus(landing)
+        self.notify("left the text box: ? help, 1-6 switch screens, Tab goes back", timeout=4)
 
     def action_leave_text_field(self) -> None:
         self.leave_text_field()

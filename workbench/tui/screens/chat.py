@@ -17,9 +17,8 @@ from textual.widgets import Input, Label, Select
 
 from ...core.errors import WorkbenchError
 from ...core.evaluation.samples import blank_reply_note
-from ..format import one_line
 from ..loading import load_model
-from ..widgets.settings import SettingsPanel
+from ..widgets.settings import SettingsPanel, toggle_settings
 from ..widgets.transcript import Bubble, Transcript
 from .base import WorkbenchScreen
 from .dialogs import PickDialog
@@ -79,9 +78,12 @@ class ChatScreen(WorkbenchScreen):
                     yield Select([], prompt="pick a model", id="chat-model", compact=True)
                     yield Label("", id="chat-status", classes="status", markup=False)
                 yield Input(placeholder="System prompt (optional, for chat models)", id="chat-system",
-                            compact=True)
+                            compact=True, select_on_focus=False)
                 yield Transcript(id="chat-log")
-                yield Input(placeholder="Message (Enter sends, Esc stops)", id="chat-input")
+                # No select-on-focus: focus coming back (after help, a dialog) must not leave a draft one key
+                # from gone.
+                yield Input(placeholder="Message (Enter sends, Esc stops)", id="chat-input",
+                            select_on_focus=False)
             yield SettingsPanel(id="chat-settings")
 
     def on_mount(self) -> None:
@@ -127,7 +129,8 @@ class ChatScreen(WorkbenchScreen):
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "chat-model" and event.value is not Select.NULL:
-            self.query_one("#chat-input", Input).focus()
+            if self.focused is event.select:  # the user picked it (not a refresh of the list): type next
+                self.query_one("#chat-input", Input).focus()
             if not self.generating:
                 self.preload(str(event.value))
 
@@ -140,8 +143,9 @@ class ChatScreen(WorkbenchScreen):
             if not cache.has(registry, model):
                 load_model(cache, registry, model, lambda text: self.post_message(ChatStatus(text)))
                 self.post_message(ChatStatus(f"{model} is loaded: type a message"))
-        except Exception as error:  # noqa: BLE001 - said now; sending a message reports it again
-            self.post_message(ChatStatus(f"cannot load {model}: {one_line(error)}"))
+        except Exception as error:  # noqa: BLE001 - a notification now; a message would report it again
+            self.post_message(ChatStatus(f"cannot load {model} (see the notification)"))
+            self.fail("chat-preload", error)
 
     # ------------------------------------------------------------ sending
 
@@ -250,8 +254,7 @@ class ChatScreen(WorkbenchScreen):
         return True
 
     def action_toggle_settings(self) -> None:
-        panel = self.query_one(SettingsPanel)
-        panel.display = not panel.display
+        toggle_settings(self, "#chat-input")
 
     # ------------------------------------------------------------ sessions
 

@@ -219,7 +219,7 @@ class FilePickerDialog(_FormScreen):
             if self.note:
                 yield Label(self.note, classes="hint", markup=False)
             yield Label("File (type a path: Tab completes; or pick below)")
-            yield Input(id="path", compact=True)
+            yield Input(id="path", compact=True, select_on_focus=False)  # typing appends to the folder
             yield Label("", id="folder", classes="hint", markup=False)
             yield OptionList(id="entries")
             for field in self.fields:
@@ -268,24 +268,35 @@ class FilePickerDialog(_FormScreen):
             path_input.focus()
 
     def action_complete(self) -> None:
-        """Tab in the path field: complete to the longest common prefix of the matching entries."""
+        """Tab in the path field: complete to the longest common prefix of the matching entries; with
+        nothing to complete, Tab moves on (to the list below), as everywhere else."""
         path_input = self.query_one("#path", Input)
-        if self.focused is not path_input:
+        if self.focused is not path_input or not self._complete(path_input):
             self.focus_next()
-            return
+
+    def _complete(self, path_input: Input) -> bool:
+        """Extend the typed path; False when there is nothing to add."""
         raw = Path(path_input.value).expanduser()
         folder, prefix = (raw, "") if path_input.value.endswith("/") else (raw.parent, raw.name)
         try:
             names = [p.name + ("/" if p.is_dir() else "") for p in folder.iterdir()
                      if p.name.startswith(prefix) and not p.name.startswith(".") and (p.is_dir() or self._wanted(p))]
         except OSError:
-            return
+            return False
         if not names:
-            return
+            return False
         common = names[0] if len(names) == 1 else _common_prefix(names)
-        if len(common) > len(prefix):
-            path_input.value = str(folder / common) + ("/" if common.endswith("/") else "")
-            path_input.cursor_position = len(path_input.value)
+        if len(common) <= len(prefix):
+            return False
+        path_input.value = str(folder / common) + ("/" if common.endswith("/") else "")
+        path_input.cursor_position = len(path_input.value)
+        return True
+
+    def key_down(self, event) -> None:
+        """Down in the path field goes to the list of entries."""
+        if self.focused is self.query_one("#path", Input):
+            event.stop()
+            self.query_one("#entries").focus()
 
     # ------------------------------------------------------------ the form
 

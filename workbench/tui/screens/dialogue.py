@@ -14,7 +14,7 @@ from textual.widgets import Input, Label, Select
 
 from ...core.errors import WorkbenchError
 from ..loading import load_model
-from ..widgets.settings import SettingsPanel
+from ..widgets.settings import SettingsPanel, toggle_settings
 from ..widgets.transcript import Transcript
 from .base import WorkbenchScreen
 
@@ -81,7 +81,8 @@ class DialogueScreen(WorkbenchScreen):
                     yield Input("Alice", id="persona-a", compact=True)
                     yield Label("B speaks as", classes="toolbar-label voice-b")
                     yield Input("Edgar", id="persona-b", compact=True)
-                yield Input(placeholder="Opening line (Enter starts, Esc stops)", id="dialogue-opening")
+                yield Input(placeholder="Opening line (Enter starts, Esc stops)", id="dialogue-opening",
+                            select_on_focus=False)
                 yield Label("", id="dialogue-status", classes="status", markup=False)
                 yield Transcript(id="dialogue-log")
             yield SettingsPanel(DEFAULT_SETTINGS, id="dialogue-settings")
@@ -228,8 +229,7 @@ class DialogueScreen(WorkbenchScreen):
         self.set_status("")
 
     def action_toggle_settings(self) -> None:
-        panel = self.query_one(SettingsPanel)
-        panel.display = not panel.display
+        toggle_settings(self, "#dialogue-opening")
 
     def action_save(self) -> None:
         if len(self.session.turns) < 1:

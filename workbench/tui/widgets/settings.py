@@ -38,7 +38,9 @@ class SettingsPanel(VerticalScroll):
         for name, (label, _) in FIELDS.items():
             yield Label(label)
             value = values[name]
-            yield Input("" if value is None else str(value), id=f"set-{name}", compact=True)
+            kind = FIELDS[name][1]  # typed fields refuse stray text (a message typed into Seed by mistake)
+            yield Input("" if value is None else str(value), id=f"set-{name}", compact=True,
+                        type="number" if kind == "float" else "integer")
         yield Label("", id="settings-error", classes="error", markup=False)
 
     def settings(self):
@@ -85,3 +87,14 @@ class SettingsPanel(VerticalScroll):
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         event.stop()
         self.check()
+
+
+def toggle_settings(screen, text_field: str) -> None:
+    """Show or hide the screen's settings panel; hiding it with the focus inside moves the focus to
+    `text_field` (a selector), so typing never goes into a field that is no longer there."""
+    panel = screen.query_one(SettingsPanel)
+    focused = screen.focused
+    hiding_focus = panel.display and focused is not None and panel in focused.ancestors
+    panel.display = not panel.display
+    if hiding_focus:
+        screen.query_one(text_field).focus()
