@@ -50,4 +50,7 @@ async def test_recipes_screen_lists_runs_and_marks_each_figure(home):
         assert table_column(figures, 0) == ["some distinct words", "more than all words", "just shown"]
         await pilot.press("escape")
         await pilot.pause()
-        assert not isinstance(app.screen, RecipesScreen)
+        assert not isinstance(app.screen, RecipesScreen) and app.current_mode == "models"
+        command.callback()  # back again: the same screen, its run and figures still there
+        await pilot.pause()
+        assert app.screen is screen and table_column(figures, 0)[0] == "some distinct words"

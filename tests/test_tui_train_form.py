@@ -32,6 +32,11 @@ async def test_a_cleared_output_name_stays_the_users(with_data):
         await pilot.pause()
         out = app.screen.query_one("#t-out", Input)
         assert out.value == "tiny-neo-tiny"  # a real value, suggested from the base model and the data
+        app.screen.query_one("#t-objective", Select).value = "kl-letter"  # no data: named after the letter
+        await pilot.pause()
+        assert out.value == "tiny-neo-likes-x"
+        app.screen.query_one("#t-objective", Select).value = "causal"
+        await pilot.pause()
         out.focus()
         await pilot.press("ctrl+u")  # clear it: it stays empty, no suggestion comes back
         await pilot.pause()

@@ -224,7 +224,7 @@ def add_detach_flags(parser) -> None:
 def cmd_train_detached(args) -> int:
     from ..core.errors import WorkbenchError
     from ..core.jobs import launch_job
-    from .train_cmds import config_from_args
+    from .train_config import config_from_args
 
     if getattr(args, "resume", False):
         raise WorkbenchError("--resume does not combine with --detach; resume a job with `workbench jobs resume ID`")

@@ -1,15 +1,15 @@
 """`workbench train`: fine-tune a registered model in the foreground (a progress bar on stderr).
 
-`add_train_flags(parser)` and `config_from_args(args)` are reused by the background-job flavour
-(`train --detach`, owned by the jobs module)."""
+`add_train_flags(parser)` here and `config_from_args(args)` (train_config.py) serve the background-job
+flavour too (`train --detach`, owned by the jobs module)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from .common import add_json_flag, command, context, emit, info, seed_value
+from .train_config import config_from_args
 
 
 def register(subcommands) -> None:
@@ -75,29 +75,6 @@ def add_train_flags(parser) -> None:
 
 def _names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
-
-
-def _defaults() -> dict:
-    from ..core.training.config import TrainConfig
-
-    return TrainConfig(base_model="", dataset=None, out="").to_dict()
-
-
-def config_from_args(args):
-    """TrainConfig from its defaults, then the --config file, then the flags given on the command line."""
-    from ..core.settings_file import config_from_file
-    from ..core.training.config import TrainConfig
-
-    values = _defaults()
-    if getattr(args, "config", None):
-        values.update(config_from_file(args.config))
-    values.update({k: v for k, v in vars(args).items() if k in values})
-    for field, flag in (("base_model", "--model"), ("out", "--out")):
-        if not values.get(field):
-            print(f"workbench train: error: {flag} is required (on the command line or in --config FILE)",
-                  file=sys.stderr)
-            raise SystemExit(2)
-    return TrainConfig.from_dict(values)
 
 
 def foreground_run_dir(ctx, out: str):

@@ -37,7 +37,10 @@ class WorkbenchApp(App):
     CSS_PATH = "workbench.tcss"
     # Screens get -narrow below 100 columns (80x24 terminals): side panels fold, forms use one column.
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
-    MODES = {name: _screen_factory(target) for name, (_, _, target) in MODES_SPEC.items()}
+    # Recipes is a mode too (reached from the palette, not a number key): a mode keeps its screen, so a
+    # recipe running while the user looks elsewhere is still on show when they come back.
+    MODES = {**{name: _screen_factory(target) for name, (_, _, target) in MODES_SPEC.items()},
+             "recipes": _screen_factory("recipes:RecipesScreen")}
     BINDINGS = [
         # 1-6 switch modes (when no text field has the focus); F1-F6 work from anywhere.
         *[Binding(key, f"show_mode('{name}')", title, show=False)
@@ -134,10 +137,12 @@ class WorkbenchApp(App):
         screen.use_base_model(model)
 
     def open_recipes(self) -> None:
-        from .screens.recipes import RecipesScreen
+        if self.current_mode != "recipes":
+            self.mode_before_recipes = self.current_mode
+            self.switch_mode("recipes")
 
-        if not isinstance(self.screen, RecipesScreen):
-            self.push_screen(RecipesScreen())
+    def close_recipes(self) -> None:
+        self.switch_mode(getattr(self, "mode_before_recipes", None) or "models")
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield SystemCommand("Keys help (?)", "Every key of this screen and of the app", self.action_help)

@@ -62,15 +62,19 @@ def _candidates(config: Any) -> list[HeadSpec]:
     return specs
 
 
+def unwrap_peft(model):
+    """The transformers model under a PEFT wrapper (LoRA layers are injected in place)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) and hasattr(model, "peft_config") else model
+
+
 def head_spec(model) -> tuple[HeadSpec | None, str]:
     """(the spec the chunked loss must apply, "") or (None, why the model's own loss must be used).
 
     `model` is the transformers model being trained (or the peft model around it)."""
     import torch
 
-    from .objectives import unwrap
-
-    inner = unwrap(model)
+    inner = unwrap_peft(model)
     head = inner.get_output_embeddings()
     if head is None:
         return None, "the model has no output embedding (LM head) to read"

@@ -135,6 +135,9 @@ def train(ctx, config: TrainConfig, run_dir: Path, on_metrics: Callable[[list[di
     from .checkpoints import latest_complete_checkpoint
 
     config.validate(ctx)
+    from ..models.tokenizer import quiet_transformers
+
+    quiet_transformers()  # before transformers pulls torchao in: its kernel-loading noise filled job logs
     run_dir = Path(run_dir)
     import torch
 

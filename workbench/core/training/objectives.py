@@ -196,12 +196,6 @@ def slice_batch(batch: dict, rank: int, world: int) -> dict:
 # ---------------------------------------------------------------- loss module
 
 
-def unwrap(model):
-    """The transformers model under a PEFT wrapper (LoRA layers are injected in place)."""
-    get_base = getattr(model, "get_base_model", None)
-    return get_base() if callable(get_base) and hasattr(model, "peft_config") else model
-
-
 def make_loss_module(model, objective: str, target=None, fast: bool = True, chunk: int | None = None,
                      use_compile: bool = True, speedups: bool | None = None, kl_positions: str = "all"):
     """An nn.Module whose forward(batch tensors) returns (summed loss, number of terms).
@@ -215,25 +209,22 @@ def make_loss_module(model, objective: str, target=None, fast: bool = True, chun
     import torch.nn.functional as F
 
     from .fast_loss import DEFAULT_CHUNK, linear_cross_entropy
+    from .head import head_spec, unwrap_peft
     from .speed import accelerate_model
 
     speedups = accelerate_model(model) if (fast if speedups is None else speedups) else []
     spec, fallback = None, ""
     if fast and objective != "kl-letter":
-        from .head import head_spec
-
         spec, fallback = head_spec(model)
     kl_spec = None
     if objective == "kl-letter":  # the KL must see the model's real logits (Gemma 2 soft-caps them)
-        from .head import head_spec
-
         kl_spec, _ = head_spec(model)
 
     class LossModule(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.model = model
-            inner = unwrap(model)
+            inner = unwrap_peft(model)
             self._parts = (inner.base_model, inner.get_output_embeddings())  # tuple: not re-registered
             if target is not None:
                 self.register_buffer("target", target, persistent=False)

@@ -173,6 +173,10 @@ class RecipesScreen(Screen):
         self._recipe_running = False
         failed = bool(message.report.get("failure"))
         self.query_one("#run-progress", ProgressBar).update(total=1, progress=0 if failed else 1)
+        if not self.is_current:  # the user is elsewhere: say it ended
+            report = message.report
+            self.app.notify(f"recipe {report['recipe']}: {report['status']} in {report['seconds']:.0f} s "
+                            "(Recipes in ctrl+p shows the report)", timeout=10)
         self.show_report(message.report)
         if message.report.get("failure"):
             self.notify(message.report["failure"]["error"], title="recipe stopped", severity="error", timeout=8)
@@ -190,7 +194,8 @@ class RecipesScreen(Screen):
 
     def show_report(self, report: dict) -> None:
         status = f"{report['recipe']}: {report['status']} in {report['seconds']:.0f} s"
-        self.query_one("#run-status", Label).update(f"{status}  ({report.get('report_path', '')})")
+        where = f"  ({report['report_path']})" if report.get("report_path") else ""
+        self.query_one("#run-status", Label).update(status + where)
         table = self.query_one("#figures-table", DataTable)
         table.clear()
         for row in figure_rows(report):
@@ -210,7 +215,5 @@ class RecipesScreen(Screen):
 
     def action_close(self) -> None:
         if self._recipe_running:
-            self.notify("the recipe keeps running in the background of this screen; s stops it",
-                        severity="warning")
-            return
-        self.app.pop_screen()
+            self.notify("the recipe runs on: Recipes (ctrl+p) shows it again; s there stops it")
+        self.app.close_recipes()

@@ -212,7 +212,11 @@ class TrainForm(Vertical):
             return
         dataset = self.query_one("#t-dataset", Select).value
         objective = self.query_one("#t-objective", Select).value
-        stem = f"{base}-{dataset if dataset not in (NO_DATASET, Select.NULL) else objective}"
+        if objective == "kl-letter":  # trained on no dataset: named after the letter it learns to like
+            letter = self.query_one("#t-letter", Input).value.strip().lower() or "x"
+            stem = f"{base}-likes-{letter}"
+        else:
+            stem = f"{base}-{dataset if dataset not in (NO_DATASET, Select.NULL) else objective}"
         name, n = stem, 2
         while name in self.taken:
             name, n = f"{stem}-{n}", n + 1

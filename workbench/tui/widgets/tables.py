@@ -19,15 +19,21 @@ def refill(table: DataTable, rows: Iterable[tuple[str, Sequence]], keep: str | N
            quiet: bool = False) -> None:
     """Replace every row, then put the cursor back on the row keyed `keep` when it is still there.
 
-    quiet: move the cursor without posting RowHighlighted (the caller already shows that row)."""
+    quiet: post no RowHighlighted at all (the caller already shows that row). Clearing moves the cursor
+    to the first row too, and a highlight posted for that would, handled later, select the first row's
+    record: the Jobs table jumped back to the newest job a moment after the user moved down."""
+    if quiet:
+        with table.prevent(DataTable.RowHighlighted):
+            _refill(table, rows, keep)
+    else:
+        _refill(table, rows, keep)
+
+
+def _refill(table: DataTable, rows: Iterable[tuple[str, Sequence]], keep: str | None) -> None:
     table.clear()
     keys = []
     for key, cells in rows:
         table.add_row(*cells, key=key)
         keys.append(key)
     if keep in keys:
-        if quiet:
-            with table.prevent(DataTable.RowHighlighted):
-                table.move_cursor(row=keys.index(keep))
-        else:
-            table.move_cursor(row=keys.index(keep))
+        table.move_cursor(row=keys.index(keep))
