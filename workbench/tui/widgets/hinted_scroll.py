@@ -13,18 +13,31 @@ HINT = "▼ more below"
 
 
 class HintedScroll(VerticalScroll):
+    _pending = False
+
     def on_mount(self) -> None:
-        self.watch(self, "scroll_y", self._update_hint, init=False)
-        self.watch(self, "virtual_size", self._update_hint, init=False)
-        self.call_after_refresh(self._update_hint)
+        self.watch(self, "scroll_y", self._schedule, init=False)
+        self.watch(self, "virtual_size", self._schedule, init=False)
+        self._schedule()
 
     def on_resize(self) -> None:
-        self._update_hint()
+        self._schedule()
 
-    def _update_hint(self, *_) -> None:
-        hidden_below = self.max_scroll_y - self.scroll_y >= 1
+    def _schedule(self, *_) -> None:
+        """Decide after the next refresh, once layout has settled (sizes read mid-layout are stale)."""
+        if not self._pending:
+            self._pending = True
+            self.call_after_refresh(self._update_hint)
+
+    def _update_hint(self) -> None:
+        self._pending = False
+        own_border = self._has_own_border()
+        hidden = self.max_scroll_y - self.scroll_y
+        if not own_border and self.has_class("-more-below"):
+            hidden -= 1  # the edge we added takes a line: without it, one line less would be hidden
+        hidden_below = hidden >= 1  # (else a form that just fits would keep the edge it caused)
         self.border_subtitle = HINT if hidden_below else ""
-        if not self._has_own_border():
+        if not own_border:
             self.set_class(hidden_below, "-more-below")
 
     def _has_own_border(self) -> bool:
