@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench.core import data
+from workbench.core import data, data_tokens
 from workbench.core.errors import WorkbenchError
 
 GUTENBERG_HEADER = (
@@ -175,9 +175,9 @@ def test_same_file_gives_identical_splits_and_row(ctx, tmp_path):
 def test_chunked_tokenization_equals_one_call(ctx):
     tokenizer = data.gpt2_tokenizer(ctx)
     tricky = "".join(f"Line {i}:  spaced\t\n\n\n{'  ' * (i % 3)}indent {i}\n \nx'{i}\n" for i in range(400))
-    chunks = data.chunk_at_line_starts(tricky, 500)
+    chunks = data_tokens.chunk_at_line_starts(tricky, 500)
     assert len(chunks) > 10 and "".join(chunks) == tricky
-    assert data.tokenize_text(tokenizer, tricky) == tokenizer(tricky, add_special_tokens=False)["input_ids"]
+    assert data_tokens.tokenize_text(tokenizer, tricky) == tokenizer(tricky, add_special_tokens=False)["input_ids"]
 
 
 def test_registry_row_counts_gpt2_tokens_and_caches_split_ids(ctx, tmp_path):

@@ -42,7 +42,7 @@ def run(capsys, ws, *argv):
 
 def test_ppl_report_stored_and_cached(ws, capsys):
     from workbench.core.data import read_split_text
-    from workbench.core.evaluation.service import sha256_text
+    from workbench.core.evaluation.runner import sha256_text
 
     code, out, err = run(capsys, ws, "eval", "m1", "--data", "lines", "--metrics", "ppl", "--json")
     assert code == 0, err

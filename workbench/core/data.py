@@ -26,7 +26,6 @@ from .data_cleaning import SPLITS, clean_text, parse_instructions, split_records
 from .data_sources import decode_text, download
 from .data_tokens import (TOKENS_FOLDER, encode_many, gpt2_tokenizer, save_array_atomically, token_array,
                           token_cache_path, tokenizer_fingerprint)
-from .data_tokens import chunk_at_line_starts, tokenize_text  # noqa: F401 - re-exported (tests use them here)
 from .errors import WorkbenchError
 from .registry import ACTIVE_JOB_STATUSES, DatasetRecord
 from .staging import delete_folder

@@ -16,7 +16,6 @@ from typing import Any
 from ..errors import WorkbenchError
 from .request import REF_TASKS, ROUGE_METRICS, EvalRequest, request_generation
 from .runner import EvalRunner, model_sha256, refs_prompting
-from .runner import sha256_text  # noqa: F401 - re-exported (tests import it from here)
 
 
 def evaluate(ctx, models: list[str], request: EvalRequest, cache=None,

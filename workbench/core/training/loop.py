@@ -56,8 +56,6 @@ def _to_device(batch: dict, device: str) -> dict:
 def _evaluate(run: TrainRun, config: TrainConfig, dist: Distributed) -> float | None:
     import torch
 
-    from .objectives import scored_count, slice_batch  # noqa: F401
-
     if run.val_source is None:
         return None
     batches = run.val_source.eval_batches(max(1, config.batch // dist.world), MAX_EVAL_ITEMS)
